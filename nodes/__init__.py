@@ -1,0 +1,1 @@
+"""replog: a teaching-grade replicated log (one master, many secondaries)."""

@@ -1,0 +1,57 @@
+"""Health of each secondary from the age of its last answer, and the quorum rule."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+class Status(str, Enum):
+    HEALTHY = "Healthy"
+    SUSPECTED = "Suspected"
+    UNHEALTHY = "Unhealthy"
+
+
+@dataclass(frozen=True)
+class HealthPolicy:
+    suspect_after: float = 1.5     # seconds without an answer before Suspected
+    unhealthy_after: float = 5.0   # seconds without an answer before Unhealthy
+
+    def __post_init__(self) -> None:
+        if not 0 < self.suspect_after <= self.unhealthy_after:
+            raise ValueError("need 0 < suspect_after <= unhealthy_after")
+
+    def status(self, last_answer: float | None, now: float) -> Status:
+        """Healthy while answering, Suspected after missed heartbeats, then Unhealthy.
+        A secondary that never answered is Unhealthy."""
+        if last_answer is None:
+            return Status.UNHEALTHY
+        age = now - last_answer
+        if age < self.suspect_after:
+            return Status.HEALTHY
+        if age < self.unhealthy_after:
+            return Status.SUSPECTED
+        return Status.UNHEALTHY
+
+
+@dataclass(frozen=True)
+class Quorum:
+    size: int       # nodes in the cluster, the master included
+    needed: int     # a majority of them
+    available: int  # the master plus the secondaries that are Healthy or Suspected
+
+    @property
+    def ok(self) -> bool:
+        return self.available >= self.needed
+
+    def reason(self) -> str | None:
+        if self.ok:
+            return None
+        return (f"no quorum: {self.available} of {self.size} nodes reachable, "
+                f"{self.needed} needed")
+
+
+def quorum(statuses: list[Status]) -> Quorum:
+    """The master counts; a Suspected secondary still counts (it may just be slow)."""
+    size = 1 + len(statuses)
+    available = 1 + sum(1 for s in statuses if s is not Status.UNHEALTHY)
+    return Quorum(size=size, needed=size // 2 + 1, available=available)

@@ -1,0 +1,109 @@
+"""Validation of client requests: every bad input gets a status and a sentence."""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+
+MAX_KEY_LENGTH = 256
+FIELDS = ("message", "w", "timeout", "id")
+
+
+class BadRequest(Exception):
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True)
+class AppendRequest:
+    message: str
+    w: int
+    timeout: float | None = None
+    key: str | None = None
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_w(w: object, cluster_size: int) -> int:
+    if w is None:
+        return cluster_size
+    if not _is_int(w):
+        raise BadRequest(f"'w' must be an integer, got {type(w).__name__}")
+    if not 1 <= w <= cluster_size:
+        raise BadRequest(f"'w' must be between 1 and the cluster size {cluster_size}, got {w}")
+    return w
+
+
+def check_timeout(timeout: object) -> float | None:
+    if timeout is None:
+        return None
+    if not (_is_int(timeout) or isinstance(timeout, float)) or not math.isfinite(timeout) \
+            or timeout <= 0:
+        raise BadRequest("'timeout' must be a positive number of seconds")
+    return float(timeout)
+
+
+def check_append(message: object, w: object, cluster_size: int, timeout: object = None,
+                 key: object = None) -> AppendRequest:
+    if not isinstance(message, str):
+        raise BadRequest("'message' must be a string" if message is not None
+                         else "'message' is required")
+    if key is not None and (not isinstance(key, str) or not 0 < len(key) <= MAX_KEY_LENGTH):
+        raise BadRequest(f"'id' must be a non-empty string of at most {MAX_KEY_LENGTH} characters")
+    return AppendRequest(message, check_w(w, cluster_size), check_timeout(timeout), key)
+
+
+def check_messages(messages: object) -> list[str]:
+    if not isinstance(messages, (list, tuple)) or not messages:
+        raise BadRequest("'messages' must be a non-empty list of strings")
+    if not all(isinstance(m, str) for m in messages):
+        raise BadRequest("every message must be a string")
+    return list(messages)
+
+
+def parse_json_object(body: bytes, content_type: str | None, max_body: int) -> dict:
+    """Decode a JSON object body, or raise BadRequest (413 when it is too large)."""
+    if len(body) > max_body:
+        raise BadRequest(f"body of {len(body)} bytes is over the limit of {max_body}", 413)
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    if media != "application/json":
+        raise BadRequest(f"Content-Type must be application/json, got {media or 'none'!r}")
+    try:
+        data = json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise BadRequest("body is not valid UTF-8") from None
+    except (ValueError, RecursionError) as e:
+        raise BadRequest(f"body is not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise BadRequest("body must be a JSON object")
+    return data
+
+
+def parse_append(body: bytes, content_type: str | None, cluster_size: int,
+                 max_body: int) -> AppendRequest:
+    data = parse_json_object(body, content_type, max_body)
+    unknown = sorted(set(data) - set(FIELDS))
+    if unknown:
+        raise BadRequest(f"unknown field(s) {unknown}; allowed: {list(FIELDS)}")
+    return check_append(data.get("message"), data.get("w"), cluster_size,
+                        data.get("timeout"), data.get("id"))
+
+
+def parse_faults(body: bytes, content_type: str | None, max_body: int) -> dict[str, float]:
+    """Body of a secondary's POST /faults: {"delay": seconds >= 0, "error_rate": 0..1}."""
+    data = parse_json_object(body, content_type, max_body)
+    out: dict[str, float] = {}
+    for name, top in (("delay", 3600.0), ("error_rate", 1.0)):
+        if name not in data:
+            continue
+        value = data.pop(name)
+        if not (_is_int(value) or isinstance(value, float)) or not 0 <= value <= top:
+            raise BadRequest(f"'{name}' must be a number from 0 to {top:g}")
+        out[name] = float(value)
+    if data:
+        raise BadRequest(f"unknown field(s) {sorted(data)}; allowed: ['delay', 'error_rate']")
+    return out

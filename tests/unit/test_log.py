@@ -1,0 +1,85 @@
+from nodes.core.log import MasterLog, ReplicaLog
+
+
+def test_master_log_numbers_messages_from_one():
+    log = MasterLog()
+    assert [log.append(m)[0] for m in "abc"] == [1, 2, 3]
+    assert log.messages() == ["a", "b", "c"]
+    assert log.last_seq == 3
+
+
+def test_master_log_idempotency_key_returns_first_seq():
+    log = MasterLog()
+    assert log.append("a", key="k1") == (1, True)
+    assert log.append("b") == (2, True)
+    assert log.append("a again", key="k1") == (1, False)
+    assert log.messages() == ["a", "b"]
+
+
+def test_master_log_extend_and_entries_respect_count_and_bytes():
+    log = MasterLog()
+    assert log.extend(["aa", "bb", "cc", "dd"]) == (1, 4)
+    assert log.entries(2, 10, 1000) == ["bb", "cc", "dd"]
+    assert log.entries(1, 2, 1000) == ["aa", "bb"]
+    assert log.entries(1, 10, 5) == ["aa", "bb"]
+    # one oversized message still goes alone
+    assert log.entries(1, 10, 1) == ["aa"]
+    assert log.entries(5, 10, 1000) == []
+
+
+def test_replica_in_order_and_ack():
+    r = ReplicaLog()
+    r.adopt("L")
+    res = r.store(1, ["a", "b"])
+    assert (res.ack, res.stored, res.duplicates) == (2, 2, 0)
+    assert r.messages() == ["a", "b"]
+
+
+def test_replica_drops_duplicates():
+    r = ReplicaLog()
+    r.store(1, ["a", "b"])
+    res = r.store(1, ["a", "b", "c"])
+    assert (res.ack, res.stored, res.duplicates) == (3, 1, 2)
+    assert r.messages() == ["a", "b", "c"]
+    res = r.store(2, ["b"])
+    assert (res.ack, res.stored, res.duplicates) == (3, 0, 1)
+
+
+def test_replica_holds_back_after_a_gap():
+    r = ReplicaLog()
+    r.store(1, ["m1", "m2"])
+    res = r.store(4, ["m4"])
+    assert res.ack == 2 and r.held_back == 1
+    assert r.messages() == ["m1", "m2"]
+    res = r.store(4, ["m4"])          # a duplicate of a held message
+    assert res.duplicates == 1 and r.held_back == 1
+    res = r.store(3, ["m3"])
+    assert res.ack == 4 and r.held_back == 0
+    assert r.messages() == ["m1", "m2", "m3", "m4"]
+
+
+def test_replica_reversed_delivery_converges():
+    r = ReplicaLog()
+    for seq in range(10, 0, -1):
+        r.store(seq, [f"m{seq}"])
+        assert r.messages() == ([] if seq > 1 else [f"m{i}" for i in range(1, 11)])
+    assert r.ack == 10
+
+
+def test_replica_batch_overlapping_prefix_and_gap():
+    r = ReplicaLog()
+    r.store(1, ["a"])
+    r.store(5, ["e"])
+    res = r.store(1, ["a", "b", "c"])
+    assert res.ack == 3 and res.duplicates == 1 and r.held_back == 1
+    res = r.store(3, ["c", "d", "e", "f"])
+    assert res.ack == 6 and r.messages() == list("abcdef") and r.held_back == 0
+
+
+def test_replica_new_log_id_starts_afresh():
+    r = ReplicaLog()
+    assert r.adopt("one") is False
+    r.store(1, ["a", "b"])
+    assert r.adopt("one") is False and r.ack == 2
+    assert r.adopt("two") is True
+    assert r.ack == 0 and r.messages() == []

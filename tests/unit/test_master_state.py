@@ -1,0 +1,140 @@
+import pytest
+
+from nodes.core.health import HealthPolicy
+from nodes.core.master import MasterState, ReadOnly
+from nodes.core.progress import Backoff
+
+
+def make(named=("s1", "s2"), **kw):
+    st = MasterState(HealthPolicy(1.0, 3.0), Backoff(0.1, 1.0), named=named, **kw)
+    for n in named:
+        st.set_uri(n, f"PYRO:x@{n}:1")
+        st.on_answer(n, "inst-" + n, 0, now=0.0)
+    return st
+
+
+def test_w1_needs_no_wait_and_w3_waits_for_both():
+    st = make()
+    a = st.append("m1", 1, now=0.1)
+    assert a.seq == 1 and a.wait_id is None and a.acks == 1
+    b = st.append("m2", 3, now=0.1, token="T")
+    assert b.seq == 2 and b.wait_id is not None
+    assert st.on_answer("s1", "inst-s1", 2, now=0.2) == (False, [])
+    assert st.acks(2) == 2
+    assert st.on_answer("s2", "inst-s2", 2, now=0.2) == (False, ["T"])
+    assert st.acks(2) == 3
+
+
+def test_next_batch_sends_everything_after_the_ack():
+    st = make(max_batch=3)
+    for i in range(5):
+        st.append(f"m{i + 1}", 1, now=0.1)
+    b = st.next_batch("s1", now=0.1)
+    assert (b.first_seq, b.messages) == (1, ["m1", "m2", "m3"])
+    st.on_answer("s1", "inst-s1", 3, now=0.2)
+    b = st.next_batch("s1", now=0.2)
+    assert (b.first_seq, b.messages) == (4, ["m4", "m5"])
+    st.on_answer("s1", "inst-s1", 5, now=0.2)
+    assert st.next_batch("s1", now=0.2) is None
+
+
+def test_restarted_secondary_is_sent_the_whole_log_again():
+    st = make()
+    for i in range(3):
+        st.append(f"m{i + 1}", 1, now=0.1)
+    st.on_answer("s1", "inst-s1", 3, now=0.2)
+    assert st.next_batch("s1", now=0.2) is None
+    restarted, _ = st.on_answer("s1", "new-incarnation", 0, now=0.3)
+    assert restarted
+    assert st.next_batch("s1", now=0.3).messages == ["m1", "m2", "m3"]
+
+
+def test_failure_backs_off_until_retry_time():
+    st = make()
+    st.append("m1", 1, now=0.1)
+    wait = st.on_failure("s1", now=1.0, rand=lambda: 0.0)
+    assert wait == pytest.approx(0.05)
+    assert st.next_batch("s1", now=1.01) is None
+    assert st.wake_at("s1") == pytest.approx(1.05)
+    assert st.next_batch("s1", now=1.06) is not None
+
+
+def test_unknown_uri_means_nothing_to_send():
+    st = MasterState(named=["s1", "s2"])
+    st.set_uri("s2", "PYRO:s2")
+    st.on_answer("s2", "i", 0, now=0.0)
+    st.append("m", 1, now=0.0)
+    assert st.next_batch("s1", now=0.0) is None      # not registered yet
+    assert st.next_batch("s2", now=0.0).messages == ["m"]
+
+
+def test_health_report_and_lag():
+    st = make()
+    st.append("a", 1, now=0.1)
+    st.append("b", 1, now=0.1)
+    st.on_answer("s1", "inst-s1", 2, now=0.5)
+    h = st.health(now=1.6)
+    assert h["last_seq"] == 2
+    assert h["secondaries"]["s1"] == {"status": "Healthy", "acked_seq": 2, "lag": 0,
+                                      "last_answer_age": 1.1, "uri": "PYRO:x@s1:1"}
+    assert h["secondaries"]["s2"]["status"] == "Suspected"
+    assert h["secondaries"]["s2"]["lag"] == 2
+    assert h["read_only"] is False
+
+
+def test_read_only_without_quorum_and_back():
+    st = make()
+    st.append("a", 1, now=0.5)
+    # nobody answered for 3 s: both Unhealthy, 1 of 3 nodes
+    with pytest.raises(ReadOnly, match="no quorum"):
+        st.append("b", 1, now=3.5)
+    assert st.log.last_seq == 1
+    q = st.update_mode(3.5)
+    assert q is not None and not q.ok and st.read_only
+    assert st.update_mode(3.6) is None
+    st.on_answer("s2", "inst-s2", 1, now=3.7)
+    q = st.update_mode(3.7)
+    assert q.ok and not st.read_only
+    assert st.append("b", 1, now=3.8).seq == 2
+
+
+def test_named_but_never_seen_secondary_counts_in_cluster_size():
+    st = MasterState(named=["s1", "s2"])
+    st.set_uri("s1", "PYRO:s1")
+    st.on_answer("s1", "i", 0, now=0.0)
+    assert st.cluster_size == 3
+    assert st.quorum(0.1).ok          # master + s1 of 3
+    a = st.append("m3", 3, now=0.1, token="t")
+    assert a.wait_id is not None
+
+
+def test_discovered_secondary_joins_cluster():
+    st = make()
+    assert st.set_uri("s3", "PYRO:s3") == "new"
+    assert st.set_uri("s3", "PYRO:s3") == "same"
+    assert st.set_uri("s3", "PYRO:s3b") == "moved"
+    assert st.cluster_size == 4
+
+
+def test_cancelled_wait_is_dropped():
+    st = make()
+    a = st.append("m", 2, now=0.1, token="t")
+    st.cancel_wait(a.wait_id)
+    assert st.on_answer("s1", "inst-s1", 1, now=0.2) == (False, [])
+    assert len(st.waits) == 0
+
+
+def test_idempotent_append_waits_on_first_seq():
+    st = make()
+    first = st.append("m", 1, now=0.1, key="k")
+    again = st.append("m", 2, now=0.1, key="k", token="t")
+    assert again.seq == first.seq and again.created is False and again.wait_id is not None
+    assert st.log.last_seq == 1
+
+
+def test_append_many_waits_on_last_seq():
+    st = make()
+    a = st.append_many(["a", "b", "c"], 2, now=0.1, token="t")
+    assert a.seq == 3 and a.wait_id is not None
+    assert st.on_answer("s1", "inst-s1", 2, now=0.2)[1] == []
+    assert st.on_answer("s1", "inst-s1", 3, now=0.2)[1] == ["t"]
