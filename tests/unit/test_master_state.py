@@ -73,10 +73,10 @@ def test_health_report_and_lag():
     st.append("a", 1, now=0.1)
     st.append("b", 1, now=0.1)
     st.on_answer("s1", "inst-s1", 2, now=0.5)
-    h = st.health(now=1.6)
+    h = st.health(now=1.4)
     assert h["last_seq"] == 2
     assert h["secondaries"]["s1"] == {"status": "Healthy", "acked_seq": 2, "lag": 0,
-                                      "last_answer_age": 1.1, "uri": "PYRO:x@s1:1"}
+                                      "last_answer_age": 0.9, "uri": "PYRO:x@s1:1"}
     assert h["secondaries"]["s2"]["status"] == "Suspected"
     assert h["secondaries"]["s2"]["lag"] == 2
     assert h["read_only"] is False
