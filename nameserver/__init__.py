@@ -1,0 +1,1 @@
+"""The Pyro5 name server of the cluster (python -m nameserver)."""

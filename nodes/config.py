@@ -1,0 +1,47 @@
+"""Command-line flags with environment-variable fallbacks: --ns-host <- REPLOG_NS_HOST."""
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any, Callable
+
+ENV_PREFIX = "REPLOG_"
+
+
+def env_name(flag: str) -> str:
+    return ENV_PREFIX + flag.lstrip("-").replace("-", "_").upper()
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse whose every flag also reads REPLOG_<FLAG> from the environment."""
+
+    def __init__(self, **kw: Any) -> None:
+        kw.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        super().__init__(**kw)
+
+    def flag(self, flag: str, type: Callable[[str], Any] = str, default: Any = None,
+             help: str = "", **kw: Any) -> None:
+        env = env_name(flag)
+        if env in os.environ:
+            default = type(os.environ[env])
+        self.add_argument(flag, type=type, default=default, help=f"{help} [env {env}]", **kw)
+
+
+def add_common(p: Parser, default_pyro_port: int = 0) -> None:
+    p.flag("--host", default="127.0.0.1", help="address to bind Pyro5 and HTTP to")
+    p.flag("--advertise-host", default="",
+           help="address put in the Pyro5 URI in the name server (NAT host); empty: the "
+                "bind address, or this host's IP when binding 0.0.0.0")
+    p.flag("--pyro-port", type=int, default=default_pyro_port, help="Pyro5 port (0: any free)")
+    p.flag("--ns-host", default="127.0.0.1", help="name server host")
+    p.flag("--ns-port", type=int, default=9090, help="name server port")
+    p.flag("--ns-wait", type=float, default=30.0,
+           help="seconds to keep trying to reach the name server at startup")
+    p.flag("--log-level", default="INFO", help="TRACE, DEBUG, INFO, WARNING or ERROR")
+    p.flag("--max-body", type=int, default=1 << 20, help="largest HTTP request body in bytes")
+    p.flag("--http-threads", type=int, default=512,
+           help="HTTP worker threads: requests that may wait for a write concern at once")
+
+
+def comma_list(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]

@@ -1,0 +1,110 @@
+"""The master: orders every message and replicates it to the secondaries.
+
+    python -m nodes.master_node --http-port 5000 --secondaries secondary1,secondary2
+"""
+from __future__ import annotations
+
+import Pyro5.api
+
+from . import logs, rpc
+from .config import Parser, add_common, comma_list
+from .core.health import HealthPolicy
+from .core.master import ReadOnly
+from .core.progress import Backoff
+from .core.validate import BadRequest, check_append, check_messages, check_timeout, check_w
+from .replicator import Master, Timing, WriteConcernTimeout
+from .serve import locate_ns_factory, log_config, run_node
+from .web import master_app
+
+
+@Pyro5.api.expose
+@Pyro5.api.behavior(instance_mode="single")
+class MasterAPI:
+    """The client API over Pyro5: Proxy("PYRONAME:replog.master").append("text", 2).
+
+    Errors arrive as builtin exceptions: ValueError (bad input), PermissionError (read-only:
+    no quorum), TimeoutError (write concern not met within `timeout`)."""
+
+    def __init__(self, master: Master) -> None:
+        self._m = master
+
+    def append(self, message: str, w: int | None = None, timeout: float | None = None,
+               id: str | None = None) -> dict:
+        try:
+            req = check_append(message, w, self._m.cluster_size, timeout, id)
+        except BadRequest as e:
+            raise ValueError(e.message) from None
+        return _call(self._m.append, req.message, req.w, req.timeout, req.key)
+
+    def append_many(self, messages: list[str], w: int | None = None,
+                    timeout: float | None = None) -> dict:
+        try:
+            messages = check_messages(messages)
+            w = check_w(w, self._m.cluster_size)
+            timeout = check_timeout(timeout)
+        except BadRequest as e:
+            raise ValueError(e.message) from None
+        return _call(self._m.append_many, messages, w, timeout)
+
+    def messages(self) -> list[str]:
+        return self._m.messages()
+
+    def health(self) -> dict:
+        return self._m.health()
+
+
+def _call(fn, *args):
+    try:
+        return fn(*args)
+    except ReadOnly as e:
+        raise PermissionError(f"read-only: {e}") from None
+    except WriteConcernTimeout as e:
+        raise TimeoutError(f"seq={e.seq}: {e}") from None
+
+
+def parser() -> Parser:
+    p = Parser(prog="python -m nodes.master_node",
+               description="The master of the replicated log: accepts appends over HTTP and "
+                           "Pyro5 (replog.master), orders them, replicates them to every "
+                           "secondary found in the name server, reports GET /health.")
+    p.flag("--http-port", type=int, default=5000, help="HTTP port (0: any free)")
+    p.flag("--secondaries", type=comma_list, default=[],
+           help="comma-separated names of the secondaries the cluster is meant to have "
+                "(more are discovered in the name server)")
+    p.flag("--heartbeat-interval", type=float, default=0.5, help="seconds between heartbeats")
+    p.flag("--heartbeat-timeout", type=float, default=1.0, help="timeout of one heartbeat call")
+    p.flag("--suspect-after", type=float, default=1.5,
+           help="seconds without an answer before a secondary is Suspected")
+    p.flag("--unhealthy-after", type=float, default=5.0,
+           help="seconds without an answer before a secondary is Unhealthy")
+    p.flag("--rpc-timeout", type=float, default=10.0,
+           help="timeout of one replicate call (keep it above any secondary's --delay)")
+    p.flag("--retry-base", type=float, default=0.05, help="first retry delay in seconds")
+    p.flag("--retry-cap", type=float, default=2.0, help="longest retry delay in seconds")
+    p.flag("--discovery-interval", type=float, default=1.0,
+           help="seconds between looks at the name server for secondaries")
+    p.flag("--max-batch", type=int, default=10_000, help="most messages in one replicate call")
+    add_common(p)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = parser()
+    args = p.parse_args(argv)
+    try:
+        policy = HealthPolicy(args.suspect_after, args.unhealthy_after)
+    except ValueError as e:
+        p.error(str(e))
+    logs.setup("master", args.log_level)
+    log_config(args)
+    master = Master(args.secondaries, policy, Backoff(args.retry_base, args.retry_cap),
+                    Timing(args.rpc_timeout, args.heartbeat_interval, args.heartbeat_timeout,
+                           args.discovery_interval),
+                    locate_ns_factory(args), max_batch=args.max_batch)
+    master.start()
+    run_node(args, MasterAPI(master), rpc.MASTER_NAME, master_app(master, args.max_body),
+             threadpool_size=args.http_threads, on_stop=master.stop)
+
+
+if __name__ == "__main__":
+    main()

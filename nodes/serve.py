@@ -1,0 +1,60 @@
+"""What both node entry points share: start Pyro5 + HTTP, register, stop cleanly."""
+from __future__ import annotations
+
+import signal
+import threading
+from typing import Any
+
+import Pyro5.api
+from loguru import logger
+
+from . import rpc
+from .web import create_http_server
+
+
+def _raise_exit(signum: int, frame: Any) -> None:
+    raise SystemExit(0)
+
+
+def run_node(args: Any, obj: Any, pyro_name: str, app: Any, threadpool_size: int = 80,
+             on_stop: Any = None) -> None:
+    """Serve `obj` over Pyro5 (registered as pyro_name) and `app` over HTTP until
+    SIGTERM/SIGINT, then unregister and stop. Blocks."""
+    rpc.configure(threadpool_size)
+    ns = rpc.locate_ns(args.ns_host, args.ns_port, timeout=5.0, wait=args.ns_wait)
+    daemon = rpc.make_daemon(args.host, args.pyro_port, args.advertise_host)
+    uri = daemon.register(obj, objectId=pyro_name)
+    ns.register(pyro_name, uri, safe=False)
+    logger.info("registered {} as {}", pyro_name, uri)
+    pyro_thread = threading.Thread(target=daemon.requestLoop, name="pyro", daemon=True)
+    pyro_thread.start()
+
+    server = create_http_server(app, args.host, args.http_port, args.http_threads, args.max_body)
+    logger.info("HTTP on http://{}:{} ({} threads)", args.host, server.effective_port,
+                args.http_threads)
+    signal.signal(signal.SIGTERM, _raise_exit)
+    signal.signal(signal.SIGINT, _raise_exit)
+    try:
+        server.run()   # returns on SIGTERM/SIGINT
+    finally:
+        logger.info("stopping")
+        try:
+            ns = rpc.locate_ns(args.ns_host, args.ns_port, timeout=2.0)
+            registered = ns.list(prefix=pyro_name).get(pyro_name)
+            if registered == str(uri):   # do not remove a newer incarnation's entry
+                ns.remove(pyro_name)
+        except Exception as e:
+            logger.warning("could not unregister from the name server: {}", e)
+        if on_stop is not None:
+            on_stop()
+        daemon.shutdown()
+
+
+def log_config(args: Any) -> None:
+    logger.info("starting with {}", ", ".join(f"{k}={v}" for k, v in sorted(vars(args).items())))
+
+
+def locate_ns_factory(args: Any):
+    def factory() -> Pyro5.api.Proxy:
+        return rpc.locate_ns(args.ns_host, args.ns_port, timeout=5.0)
+    return factory
