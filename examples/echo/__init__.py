@@ -1,0 +1,1 @@
+"""Iteration 0: the smallest Pyro5 program, an echo server and its client."""

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Install what is needed and start a local cluster: name server :9090, master :5000,
+# secondary1 :5001, secondary2 :5002 (pass --delay 2 to slow secondary2). Ctrl-C stops all.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+exec .venv/bin/python -m nodes.launcher "$@"

@@ -1,0 +1,99 @@
+"""The benchmark runs end to end (``python -m bench --quick``) and reports what it should.
+
+Nothing here asserts on speed: the figures depend on the machine. The test only checks
+that every part ran, every case completed without errors, and the JSON has its keys.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+LOAD_CASES = {f"{mode}-w{w}" for mode in ("http", "pyro") for w in (1, 2, 3)}
+CEILINGS = {"ceiling-http", "ceiling-pyro"}
+TARGETS = {"w3_vs_w1_throughput", "w3_vs_ceiling_throughput", "w3_p99_vs_w1", "catchup_rate",
+           "memory_master", "memory_secondary"}
+
+
+def _synthetic_report() -> dict:
+    lat = {"p50": 1.0, "p90": 2.0, "p99": 3.0, "max": 9.0, "mean": 1.2}
+    cases = [
+        {"case": name, "appends_per_s": 1000.0 + i, "latency_ms": dict(lat), "errors": 0,
+         "requests": 2000, "cpu_cores": {"master": 0.5, "s1": 0.1, "s2": 0.1, "loadgen": 0.2,
+                                         "server": 0.9}}
+        for i, name in enumerate(sorted(LOAD_CASES) + sorted(CEILINGS))
+    ]
+    return {
+        "meta": {"date": "2000-01-01T00:00:00+00:00", "platform": "test", "python": "3.11",
+                 "cpu_count": 2, "commit": None},
+        "params": {"clients": 16, "procs": 2, "seconds": 1.0, "warmup": 0.1, "size": 100},
+        "cases": cases,
+        "catchup": {"messages": 10, "catchup_s": 0.1, "rate": 100.0, "answer_to_first_message_s": 0.01,
+                    "transfer_rate": 111.0, "restart_to_answer_s": 0.5, "fill_rate": 1000.0},
+        "memory": {"messages": 10, "message_bytes": 100, "fill_rate": 100.0,
+                   "nodes": {n: {"rss_before": 1 << 20, "rss_after": 2 << 20,
+                                 "bytes_per_message": 150.0, "x_payload": 1.5}
+                             for n in ("master", "s1", "s2")}},
+    }
+
+
+def test_report_renders_without_a_cluster(tmp_path):
+    from bench import run
+
+    report = _synthetic_report()
+    report["ratios"] = run.compute_ratios(report["cases"])
+    report["targets"] = run.compute_targets(report["ratios"], report["catchup"], report["memory"], 100)
+    assert {t["target"] for t in report["targets"]} == TARGETS
+    assert report["ratios"]["http-w3"]["throughput_vs_w1"] == pytest.approx(1002 / 1000, abs=1e-3)
+    text = run.render_table(report)
+    for name in LOAD_CASES | CEILINGS:
+        assert name in text
+    assert "targets:" in text
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return
+    png = run.draw_chart(report, tmp_path / "chart.png")
+    assert png and Path(png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_loadgen_percentile():
+    from bench.loadgen import make_payload, percentile
+
+    values = list(range(1, 101))
+    assert percentile(values, 50) == 50
+    assert percentile(values, 99) == 99
+    assert percentile(values, 100) == 100
+    assert len(make_payload(100, "tag")) == 100
+
+
+@pytest.mark.slow
+def test_quick_benchmark_end_to_end(tmp_path):
+    pytest.importorskip("psutil")
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--no-chart", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=280,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert {"meta", "params", "cases", "ratios", "catchup", "memory", "targets"} <= set(report)
+    assert {"cpu_count", "python", "platform", "date"} <= set(report["meta"])
+    assert report["params"]["quick"] is True
+    cases = {c["case"]: c for c in report["cases"]}
+    assert set(cases) == LOAD_CASES | CEILINGS
+    for name, case in cases.items():
+        assert case["errors"] == 0, (name, case["error_kinds"])
+        assert case["requests"] > 0, name
+        assert {"p50", "p90", "p99", "max"} <= set(case["latency_ms"]), name
+    assert report["catchup"]["completed"], report["catchup"]
+    assert report["catchup"]["messages"] == 10_000
+    assert set(report["memory"]["nodes"]) == {"master", "s1", "s2"}
+    assert {t["target"] for t in report["targets"]} == TARGETS
+    assert all(isinstance(t["met"], bool) for t in report["targets"])
+    assert "targets:" in proc.stdout
