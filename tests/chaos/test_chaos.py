@@ -14,10 +14,10 @@ import pytest
 
 from .runner import ChaosConfig, run
 
-# Seed 6 with an 18 s fault phase: every kind of fault, all three secondaries faulted at once,
+# Seed 6 with a 22 s fault phase: every kind of fault, all three secondaries faulted at once,
 # and two windows of 2+ s with two secondaries down (the master must turn read-only).
 FIXED_SEED = 6
-DURATION = float(os.environ.get("REPLOG_CHAOS_DURATION", "18"))
+DURATION = float(os.environ.get("REPLOG_CHAOS_DURATION", "22"))
 RANDOM_SEED = int(os.environ.get("REPLOG_CHAOS_SEED") or random.SystemRandom().randrange(1, 10**6))
 
 

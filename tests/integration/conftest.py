@@ -55,11 +55,12 @@ class Client:
         self.s = session
         self.url = master_url
 
-    def post(self, message, w=None, timeout=30, **extra):
+    def post(self, message, w=None, http_timeout=30, **extra):
+        """POST /messages; extra fields (timeout, id) go into the body."""
         body = {"message": message, **extra}
         if w is not None:
             body["w"] = w
-        return self.s.post(self.url + "/messages", json=body, timeout=timeout)
+        return self.s.post(self.url + "/messages", json=body, timeout=http_timeout)
 
     def messages(self, url=None):
         r = self.s.get((url or self.url) + "/messages", timeout=10)
