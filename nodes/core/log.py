@@ -18,6 +18,9 @@ class MasterLog:
     def last_seq(self) -> int:
         return len(self._entries)
 
+    def seq_of(self, key: str) -> int | None:
+        return self._by_key.get(key)
+
     def append(self, message: str, key: str | None = None) -> tuple[int, bool]:
         """Append one message; returns (seq, created). created is False for a repeated key."""
         if key is not None:

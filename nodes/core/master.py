@@ -71,8 +71,10 @@ class MasterState:
 
     def append(self, message: str, w: int, now: float, key: str | None = None,
                token: Any = None) -> Appended:
-        """Append (or find, by key) a message; register a wait when w is not met yet."""
-        self._check_writable(now)
+        """Append (or find, by key) a message; register a wait when w is not met yet.
+        A repeated key is answered even without quorum: it appends nothing."""
+        if key is None or self.log.seq_of(key) is None:
+            self._check_writable(now)
         seq, created = self.log.append(message, key)
         return self._wait_for(seq, created, w, token)
 

@@ -138,3 +138,12 @@ def test_append_many_waits_on_last_seq():
     assert a.seq == 3 and a.wait_id is not None
     assert st.on_answer("s1", "inst-s1", 2, now=0.2)[1] == []
     assert st.on_answer("s1", "inst-s1", 3, now=0.2)[1] == ["t"]
+
+
+def test_repeated_key_is_answered_while_read_only():
+    st = make()
+    first = st.append("m", 1, now=0.1, key="k")
+    with pytest.raises(ReadOnly):
+        st.append("new", 1, now=10.0)
+    again = st.append("m", 1, now=10.0, key="k")
+    assert again.seq == first.seq and not again.created
