@@ -43,29 +43,22 @@ def build_app():
 def find_server_factory():
     """Return (callable, name) for the waitress server factory in nodes/web.py, or (None, why).
 
-    The factory is recognised by name (``make_server``/``create_server``/``build_server``/
-    ``serve``-less variants) and by taking an app plus host/port-like parameters.
+    The factory is a function defined in nodes/web.py (not one it imports) whose name
+    mentions "server", preferably ``create_http_server``.
     """
     try:
         import nodes.web as web
     except Exception as e:  # noqa: BLE001 - any import failure means "not available"
         return None, f"nodes.web not importable: {type(e).__name__}: {e}"
-    preferred = [
-        "make_server",
-        "create_server",
-        "build_server",
-        "make_http_server",
-        "create_http_server",
-        "new_server",
-        "waitress_server",
-    ]
-    for name in preferred:
-        fn = getattr(web, name, None)
-        if callable(fn):
-            return fn, f"nodes.web.{name}"
-    for name, fn in vars(web).items():
-        if callable(fn) and "server" in name.lower() and getattr(fn, "__module__", "") == web.__name__:
-            return fn, f"nodes.web.{name}"
+    own = {
+        name: fn
+        for name, fn in vars(web).items()
+        if callable(fn) and "server" in name.lower() and getattr(fn, "__module__", "") == web.__name__
+    }
+    preferred = ["create_http_server", "make_http_server", "make_server", "create_server", "build_server"]
+    for name in preferred + sorted(own):
+        if name in own:
+            return own[name], f"nodes.web.{name}"
     return None, "no server factory found in nodes.web"
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import multiprocessing as mp
 import os
 import resource
@@ -36,7 +37,7 @@ def percentile(sorted_values, q: float) -> float:
     n = len(sorted_values)
     if n == 0:
         return float("nan")
-    k = max(0, min(n - 1, int(round(q / 100.0 * n + 0.5)) - 1))
+    k = max(0, min(n - 1, math.ceil(q / 100.0 * n - 1e-9) - 1))
     return sorted_values[k]
 
 
@@ -307,7 +308,7 @@ def _worker(args, n_clients: int, first_idx: int, t_start: float, t_end: float, 
 def run(args) -> dict:
     procs = max(1, min(args.procs, args.clients))
     # start far enough ahead that every worker has forked and connected
-    t_start = time.time() + args.startup + args.warmup
+    t_start = args.start_at or (time.time() + args.startup + args.warmup)
     t_end = t_start + args.seconds
     ctx = mp.get_context("fork")
     workers = []
@@ -376,6 +377,8 @@ def parse_args(argv=None):
     p.add_argument("--warmup", type=float, default=1.0, help="unmeasured load before the window")
     p.add_argument("--startup", type=float, default=0.5, help="time allowed to fork and connect")
     p.add_argument("--size", type=int, default=100, help="message size in bytes")
+    p.add_argument("--start-at", type=float, default=None,
+                   help="wall-clock (time.time()) start of the measured window; default: now + startup + warmup")
     args = p.parse_args(argv)
     if args.mode == "pyro" and not args.pyro_uri:
         p.error("--pyro-uri is required in pyro mode")
