@@ -1,4 +1,7 @@
 """Fixtures that start real processes (name server, master, secondaries) on free ports."""
+import threading
+import time
+
 import pytest
 import requests
 
@@ -91,3 +94,30 @@ def start_cluster(cluster, names=("s1", "s2"), master_flags=None, secondary_flag
     secs = [cluster.start_secondary(n, **secondary_flags.get(n, {})) for n in names]
     master = cluster.start_master(list(names), **(master_flags or {}))
     return master, secs
+
+
+def check_waiting_posts_block_nobody(c, waiting, release):
+    """Start `waiting` w=3 POSTs that cannot complete yet; while they all wait, a w=1 POST
+    and a GET must answer (none of the waiting ones completes meanwhile, so the quick ones
+    did not queue behind them). Then `release()` lets them finish; all must be 201."""
+    results = []
+
+    def post(i):
+        with requests.Session() as s:
+            results.append(s.post(c.url + "/messages", json={"message": f"wait-{i}", "w": 3},
+                                  timeout=120).status_code)
+
+    threads = [threading.Thread(target=post, args=(i,)) for i in range(waiting)]
+    for t in threads:
+        t.start()
+    wait_until(lambda: c.health()["waiting"] == waiting, 30, what=f"{waiting} waiting POSTs")
+    t0 = time.monotonic()
+    assert c.post("quick", w=1).status_code == 201
+    assert c.messages()[-1] == "quick"
+    elapsed = time.monotonic() - t0
+    assert c.health()["waiting"] == waiting and not results
+    print(f"w=1 POST + GET answered in {elapsed * 1000:.1f} ms while {waiting} POSTs waited")
+    release()
+    for t in threads:
+        t.join(120)
+    assert results == [201] * waiting
