@@ -130,6 +130,7 @@ class Master:
     def health(self) -> dict:
         with self.cond:
             report = self.state.health(self.clock())
+        report["name"] = "master"
         report["log_id"] = self.log_id
         return report
 

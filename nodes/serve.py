@@ -28,6 +28,9 @@ def run_node(args: Any, obj: Any, pyro_name: str, app: Any, threadpool_size: int
     logger.info("registered {} as {}", pyro_name, uri)
     pyro_thread = threading.Thread(target=daemon.requestLoop, name="pyro", daemon=True)
     pyro_thread.start()
+    stop = threading.Event()
+    threading.Thread(target=_keep_registered, args=(args, pyro_name, str(uri), stop),
+                     name="registration", daemon=True).start()
 
     server = create_http_server(app, args.host, args.http_port, args.http_threads, args.max_body)
     logger.info("HTTP on http://{}:{} ({} threads)", args.host, server.effective_port,
@@ -38,6 +41,7 @@ def run_node(args: Any, obj: Any, pyro_name: str, app: Any, threadpool_size: int
         server.run()   # returns on SIGTERM/SIGINT
     finally:
         logger.info("stopping")
+        stop.set()
         try:
             ns = rpc.locate_ns(args.ns_host, args.ns_port, timeout=2.0)
             registered = ns.list(prefix=pyro_name).get(pyro_name)
@@ -48,6 +52,24 @@ def run_node(args: Any, obj: Any, pyro_name: str, app: Any, threadpool_size: int
         if on_stop is not None:
             on_stop()
         daemon.shutdown()
+
+
+def _keep_registered(args: Any, pyro_name: str, uri: str, stop: threading.Event,
+                     interval: float = 2.0) -> None:
+    """Register again when the name server lost our entry (it restarted: it keeps its
+    registrations in memory). An entry naming another URI is left alone: that is a newer
+    process of the same name."""
+    ns = None
+    while not stop.wait(interval):
+        try:
+            ns = ns or rpc.locate_ns(args.ns_host, args.ns_port, timeout=5.0)
+            if pyro_name not in ns.list(prefix=pyro_name):
+                ns.register(pyro_name, uri, safe=False)
+                logger.warning("the name server had lost {}: registered again as {}",
+                               pyro_name, uri)
+        except Exception as e:
+            logger.debug("name server check failed: {}", e)
+            ns = None
 
 
 def log_config(args: Any) -> None:

@@ -224,3 +224,21 @@ def test_200_waiting_posts_with_a_secondary_down(cluster, http):
     c = Client(http, master.url)
     c.wait_writable()
     check_waiting_posts_block_nobody(c, 200, release=lambda: cluster.start_secondary("s2"))
+
+
+def test_nodes_register_again_after_name_server_restart(cluster, http):
+    master, (s1, s2) = start_cluster(cluster, master_flags=FAST)
+    c = Client(http, master.url)
+    c.wait_writable()
+    ns = cluster.procs["nameserver"]
+    ns.kill()
+    ns.start()                                    # same port, empty registry
+
+    def registered():
+        with Pyro5.api.locate_ns("127.0.0.1", cluster.ns_port) as p:
+            return set(p.list(prefix="replog."))
+    wait_until(lambda: registered() == {"replog.master", "replog.secondary.s1",
+                                        "replog.secondary.s2"}, 15,
+               what="every node registered again")
+    assert c.post("still fine", w=3).status_code == 201
+    assert c.health()["name"] == "master"
