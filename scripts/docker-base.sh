@@ -31,12 +31,18 @@ if [ "$force" = 0 ] && docker image inspect "$image" >/dev/null 2>&1; then
     exit 0
 fi
 
-if [ "$(id -u)" != 0 ]; then
-    echo "docker-base.sh: debootstrap needs root (run with sudo, or use --public-base)" >&2
+if [ "$(uname -s)" != Linux ] || [ "$(id -u)" != 0 ]; then
+    echo "docker-base.sh: building $image with debootstrap needs root on Linux; run it with" \
+         "sudo, or build FROM a public image: scripts/docker-build.sh --public-base" >&2
     exit 1
 fi
 
 if ! command -v debootstrap >/dev/null 2>&1; then
+    if ! command -v apt-get >/dev/null 2>&1; then
+        echo "docker-base.sh: debootstrap is missing and there is no apt-get to install it;" \
+             "install debootstrap, or use scripts/docker-build.sh --public-base" >&2
+        exit 1
+    fi
     log "installing debootstrap"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq || log "apt-get update reported errors (continuing)"

@@ -10,7 +10,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -47,7 +46,8 @@ def run(cmd: list[str], timeout: float = 120, env: dict | None = None,
         res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,
                              timeout=timeout, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired as e:
-        pytest.fail(f"timed out after {timeout}s: {' '.join(cmd)}\n{e.stdout or ''}{e.stderr or ''}")
+        out = b"".join(x if isinstance(x, bytes) else x.encode() for x in (e.stdout, e.stderr) if x)
+        pytest.fail(f"timed out after {timeout}s: {' '.join(cmd)}\n{out.decode(errors='replace')}")
     if check and res.returncode != 0:
         pytest.fail(f"exit {res.returncode}: {' '.join(cmd)}\n--- stdout\n{res.stdout}"
                     f"\n--- stderr\n{res.stderr}")
@@ -93,7 +93,11 @@ def docker_engine_error() -> str | None:
 
 
 def compose_command() -> list[str] | None:
-    """docker-compose (v1) if present, else the `docker compose` plugin (v2)."""
+    """$REPLOG_TEST_COMPOSE if set (e.g. "docker compose"), else docker-compose (v1) if
+    present, else the `docker compose` plugin (v2)."""
+    override = os.environ.get("REPLOG_TEST_COMPOSE", "").split()
+    if override:
+        return override
     if shutil.which("docker-compose"):
         return ["docker-compose"]
     res = subprocess.run(["docker", "compose", "version"], capture_output=True, text=True,
@@ -151,7 +155,7 @@ class Cluster:
         return nets[0]
 
     def logs(self, *services: str) -> str:
-        return self.compose("logs", "--no-color", "--timestamps", *services, profile=True,
+        return self.compose("logs", "--no-color", *services, profile=True,
                             check=False).stdout
 
     def down(self) -> None:
