@@ -27,20 +27,20 @@ class Parser(argparse.ArgumentParser):
         self.add_argument(flag, type=type, default=default, help=f"{help} [env {env}]", **kw)
 
 
-def add_common(p: Parser, default_pyro_port: int = 0) -> None:
+def add_common(p: Parser, http_threads: int) -> None:
     p.flag("--host", default="127.0.0.1", help="address to bind Pyro5 and HTTP to")
     p.flag("--advertise-host", default="",
            help="address put in the Pyro5 URI in the name server (NAT host); empty: the "
                 "bind address, or this host's IP when binding 0.0.0.0")
-    p.flag("--pyro-port", type=int, default=default_pyro_port, help="Pyro5 port (0: any free)")
+    p.flag("--pyro-port", type=int, default=0, help="Pyro5 port (0: any free)")
     p.flag("--ns-host", default="127.0.0.1", help="name server host")
     p.flag("--ns-port", type=int, default=9090, help="name server port")
     p.flag("--ns-wait", type=float, default=30.0,
            help="seconds to keep trying to reach the name server at startup")
     p.flag("--log-level", default="INFO", help="TRACE, DEBUG, INFO, WARNING or ERROR")
     p.flag("--max-body", type=int, default=1 << 20, help="largest HTTP request body in bytes")
-    p.flag("--http-threads", type=int, default=512,
-           help="HTTP worker threads: requests that may wait for a write concern at once")
+    p.flag("--http-threads", type=int, default=http_threads,
+           help="HTTP worker threads: requests that may be served (or wait) at once")
 
 
 def comma_list(text: str) -> list[str]:

@@ -84,7 +84,7 @@ def parser() -> Parser:
     p.flag("--discovery-interval", type=float, default=1.0,
            help="seconds between looks at the name server for secondaries")
     p.flag("--max-batch", type=int, default=10_000, help="most messages in one replicate call")
-    add_common(p)
+    add_common(p, http_threads=512)
     return p
 
 

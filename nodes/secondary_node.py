@@ -127,7 +127,7 @@ def parser() -> Parser:
            help="seconds every replicate call sleeps before it stores and ACKs")
     p.flag("--error-rate", type=float, default=0.0,
            help="probability that a replicate call answers with an error after storing")
-    add_common(p)
+    add_common(p, http_threads=32)
     return p
 
 
