@@ -22,8 +22,9 @@ read_only_appended  a message whose only answers were 503 (or a 4xx) appears som
 under_replicated    a 201 for w=k, yet right after the ack fewer than k nodes held it. Each
                     secondary's gap-free count was sampled right after the ack (count >= seq
                     means it holds the message). A node that did not answer, or that was killed
-                    between the op's start and its sample, counts as "maybe" (a killed secondary
-                    legitimately loses acknowledged messages). Anomaly when
+                    between the op's start (the first attempt's, for a retry) and its sample,
+                    counts as "maybe" (a killed secondary legitimately loses acknowledged
+                    messages). Anomaly when
                     1 (master) + holding + maybe < k. Late sampling can only over-count, so the
                     rule never blames a correct node; it catches acks that come too early.
 bad_ack             a 201 whose body says acks < w, or echoes another w.
@@ -304,7 +305,7 @@ def _check_realtime(h: History, by_msg: dict[str, list[Op]], out: _Collector) ->
         if rival is not None and rival.seq >= b.seq:
             out.add(Anomaly("realtime_order", f"op#{rival.id} got seq={rival.seq} and finished at "
                             f"{rival.complete:.3f}, before op#{b.id} started at {b.invoke:.3f}, "
-                            f"yet op#{b.id} got the lower seq={b.seq}", ops=[rival.id, b.id]))
+                            f"yet op#{b.id} got seq={b.seq}, not a higher one", ops=[rival.id, b.id]))
 
 
 def _kill_times(h: History) -> dict[str, list[float]]:
@@ -317,6 +318,11 @@ def _kill_times(h: History) -> dict[str, list[float]]:
 
 def _check_write_concern(h: History, out: _Collector) -> None:
     kills = _kill_times(h)
+    # an idempotent retry is answered from what the master learnt since the first attempt,
+    # so a kill since the first attempt of the message excuses a node
+    first_invoke: dict[str, float] = {}
+    for op in h.ops:
+        first_invoke[op.message] = min(op.invoke, first_invoke.get(op.message, op.invoke))
     samples: dict[int, dict[str, object]] = {}
     for s in h.replica_samples:
         samples.setdefault(s.op_id, {}).setdefault(s.node, s)
@@ -327,7 +333,8 @@ def _check_write_concern(h: History, out: _Collector) -> None:
         holding, maybe, lacking = [], [], []
         for node in h.secondaries:
             s = got.get(node)
-            killed = s is not None and any(op.invoke <= k <= s.t for k in kills.get(node, []))
+            since = first_invoke[op.message]
+            killed = s is not None and any(since <= k <= s.t for k in kills.get(node, []))
             if s is None or s.count is None or killed:
                 maybe.append(node)
             elif s.count >= op.seq:
@@ -335,13 +342,12 @@ def _check_write_concern(h: History, out: _Collector) -> None:
             else:
                 lacking.append(node)
         if 1 + len(holding) + len(maybe) < op.w:
-            ev = [got[n].describe() for n in h.secondaries if n in got]
             t_end = max((got[n].t for n in got), default=op.complete)
             out.add(Anomaly("under_replicated", f"{op.message!r} seq={op.seq} acknowledged for "
                             f"w={op.w}, but right after the ack only {1 + len(holding)} node(s) "
                             f"held it (master{''.join(', ' + n for n in holding)}; lacking: "
                             f"{', '.join(lacking)})", ops=[op.id], nodes=lacking,
-                            window=(op.invoke, t_end), evidence=ev))
+                            window=(op.invoke, t_end)))
 
 
 def _intervals(h: History, starts: set[str], is_end) -> dict[str, list[tuple[float, float]]]:
@@ -433,6 +439,19 @@ def _check_quorum(h: History, out: _Collector) -> None:
 
 # -- reporting -------------------------------------------------------------------------------
 
+def _active_at(h: History, t: float) -> list[FaultEvent]:
+    """The fault events (kill, pause, faults with a value) still in effect at time t."""
+    open_: dict[str, FaultEvent] = {}
+    for f in sorted(h.faults, key=lambda f: f.t):
+        if f.t > t:
+            break
+        if _is_disturbing(f):
+            open_[f.target] = f
+        elif f.action in ("restart", "resume", "heal", "faults"):
+            open_.pop(f.target, None)
+    return list(open_.values())
+
+
 def format_anomaly(h: History, a: Anomaly, lookback: float | None = None) -> str:
     """The smallest part of the history that shows ``a``."""
     if lookback is None:
@@ -452,8 +471,13 @@ def format_anomaly(h: History, a: Anomaly, lookback: float | None = None) -> str
         window = (min(op.invoke for op in ops) - lookback,
                   max((op.complete or op.invoke) for op in ops))
     if window is not None:
-        fs = [f for f in h.faults if window[0] <= f.t <= window[1]
-              and (not a.nodes or f.target in a.nodes or f.target == "*")]
+        def relevant(f: FaultEvent) -> bool:
+            return not a.nodes or f.target in a.nodes
+        active = [f for f in _active_at(h, window[0]) if relevant(f)] or _active_at(h, window[0])
+        if active:
+            lines.append(f"  faults in effect at {window[0]:.3f}:")
+            lines += [f"    {f.describe()}" for f in active]
+        fs = [f for f in h.faults if window[0] <= f.t <= window[1] and relevant(f)]
         if not fs:
             fs = [f for f in h.faults if window[0] <= f.t <= window[1]]
         lines.append(f"  faults between {window[0]:.3f} and {window[1]:.3f}:"

@@ -65,9 +65,15 @@ class ChaosConfig:
     converge_timeout: float = 30.0
     startup_timeout: float = 30.0
     # clients
-    w_weights: tuple = (3, 3, 2, 2)  # weights of w = 1, 2, 3, 4
-    p_timeout: float = 0.5  # chance to send a "timeout" in the body
+    # Even-numbered clients are "patient": any w, a body "timeout" half of the time (else
+    # they wait up to default_wait). Odd-numbered ones are "impatient": mostly small w and
+    # always a short timeout, so writes keep probing the master while patient clients are
+    # blocked on a high w (this is what catches writes accepted without a quorum).
+    w_weights: tuple = (3, 3, 2, 2)  # weights of w = 1, 2, 3, 4 (patient clients)
+    p_timeout: float = 0.5  # chance to send a "timeout" in the body (patient clients)
     timeout_range: tuple = (0.2, 3.0)
+    impatient_w_weights: tuple = (5, 3, 1, 1)
+    impatient_timeout_range: tuple = (0.1, 1.0)
     p_key: float = 0.2  # chance to send an idempotency key ("id"); retried once if unanswered
     default_wait: float = 4.0  # client read timeout when the body has no "timeout"
     slack: float = 2.0  # extra client read timeout beyond the body's "timeout"
@@ -149,6 +155,7 @@ class Client(threading.Thread):
         self.urls = urls  # callable: node -> current HTTP base url
         self.stop_event = stop
         self.rng = random.Random(cfg.seed * 1009 + idx)
+        self.impatient = idx % 2 == 1
         self.session = requests.Session()
         self.n = 0
 
@@ -157,10 +164,14 @@ class Client(threading.Thread):
             while not self.stop_event.is_set():
                 self.n += 1
                 msg = f"c{self.idx}-{self.n}"
-                w = self.rng.choices((1, 2, 3, 4), self.cfg.w_weights)[0]
-                timeout = None
-                if self.rng.random() < self.cfg.p_timeout:
-                    timeout = round(self.rng.uniform(*self.cfg.timeout_range), 2)
+                if self.impatient:
+                    w = self.rng.choices((1, 2, 3, 4), self.cfg.impatient_w_weights)[0]
+                    timeout = round(self.rng.uniform(*self.cfg.impatient_timeout_range), 2)
+                else:
+                    w = self.rng.choices((1, 2, 3, 4), self.cfg.w_weights)[0]
+                    timeout = None
+                    if self.rng.random() < self.cfg.p_timeout:
+                        timeout = round(self.rng.uniform(*self.cfg.timeout_range), 2)
                 key = f"k{self.idx}-{self.n}" if self.rng.random() < self.cfg.p_key else None
                 op = self.append(msg, w, timeout, key)
                 if key is not None and op.outcome in (INDETERMINATE, TIMEOUT) \
@@ -207,8 +218,8 @@ def post_message(session, requests, master_url: str, history: History, client: s
         data = {}
     seq, acks, rw = data.get("seq"), data.get("acks"), data.get("w")
     if r.status_code == 201:
-        if not isinstance(seq, int):
-            return history.complete(op, INDETERMINATE, status=201,
+        if not isinstance(seq, int):  # the checker reports a 201 without a seq (bad_ack)
+            return history.complete(op, OK, status=201, acks=acks, resp_w=rw,
                                     error=f"201 with a bad body: {r.text[:100]!r}")
         return history.complete(op, OK, status=201, seq=seq, acks=acks, resp_w=rw)
     if r.status_code == 503:
@@ -237,18 +248,19 @@ class Sampler(threading.Thread):
     def run(self) -> None:
         try:
             while not self.stop_event.is_set():
-                t = time.monotonic()
+                busy = 0.0  # time spent on answers (a paused node's timeout does not count)
                 for node in (MASTER,) + SECONDARIES:
+                    t = time.monotonic()
                     try:
-                        r = self.session.get(self.urls(node) + "/messages", timeout=(0.3, 2.0))
+                        r = self.session.get(self.urls(node) + "/messages", timeout=(0.3, 1.0))
                         if r.status_code == 200:
                             self.history.list_sample(node, r.json()["messages"])
                             self.count += 1
+                            busy += time.monotonic() - t
                     except Exception:
                         pass
                 # long logs make a round expensive: keep the sampler under ~25% of the time
-                took = time.monotonic() - t
-                self.stop_event.wait(max(self.cfg.sample_interval, 3 * took))
+                self.stop_event.wait(max(self.cfg.sample_interval, 3 * busy))
         finally:
             self.session.close()
 
@@ -263,6 +275,8 @@ class Run:
         self.requests = requests
         self.session = requests.Session()
         self.out = cfg.out or sys.stdout
+        self.lines: list[str] = []
+        self._log_lock = threading.Lock()
         self.cluster = None
         self.procs: dict = {}
         self.nemesis: Nemesis | None = None
@@ -282,8 +296,11 @@ class Run:
         })
 
     def log(self, text: str) -> None:
+        line = f"[chaos {self.history.now():7.2f}] {text}"
+        with self._log_lock:
+            self.lines.append(line)  # also written to <workdir>/chaos.log
         if self.cfg.verbose:
-            print(f"[chaos {self.history.now():7.2f}] {text}", file=self.out, flush=True)
+            print(line, file=self.out, flush=True)
 
     def url(self, node: str) -> str:
         return self.procs[node].url
@@ -481,6 +498,8 @@ def run(cfg: ChaosConfig) -> RunResult:
     else:
         try:
             r.history.save(os.path.join(r.workdir, "history.json"))
+            with open(os.path.join(r.workdir, "chaos.log"), "w", encoding="utf-8") as f:
+                f.write("\n".join(r.lines + ["", res.summary, ""]))
         except OSError:
             pass
     return res
@@ -517,7 +536,7 @@ def summarize(res: RunResult) -> str:
         for a in res.anomalies:
             lines.append(format_anomaly(h, a))
         lines.append(f"reproduce with: {cfg.repro()}")
-        lines.append(f"workdir (node logs, history.json): {res.workdir}")
+        lines.append(f"workdir (node logs, chaos.log, history.json): {res.workdir}")
         for name, path in res.logs.items():
             lines.append(f"  log {name}: {path}")
         if h.notes:

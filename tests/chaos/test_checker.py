@@ -299,6 +299,17 @@ def test_no_answer_or_kill_after_ack_is_not_blamed():
     assert "under_replicated" in kinds(h)
 
 
+def test_kill_since_the_first_attempt_excuses_a_retry():
+    h = clean()
+    # the retry op#8 (seq 6, w=2) came back at once; s1 had been killed after the first attempt
+    h.replica_samples[6:9] = [ReplicaSample(8, "s1", 9.21, 0), ReplicaSample(8, "s2", 9.22, 4),
+                              ReplicaSample(8, "s3", 9.23, 4)]
+    assert kinds(h) == ["under_replicated"]
+    h.faults.append(FaultEvent(8.5, "kill", "s1"))
+    h.faults.sort(key=lambda f: f.t)
+    assert "under_replicated" not in kinds(h)
+
+
 def test_phantom_message():
     h = clean()
     h.final.lists["s1"].append("zz-1")
