@@ -19,7 +19,7 @@ LABEL org.opencontainers.image.title="replog" \
       org.opencontainers.image.description="teaching-grade replicated log: name server, master, secondary"
 
 # Used only when pyproject.toml is missing from the build context.
-ARG FALLBACK_DEPS="Pyro5==5.17 serpent==1.43 bottle==0.13.4 loguru==0.7.3 waitress==3.0.2"
+ARG FALLBACK_DEPS="Pyro5==5.17 serpent==1.43 bottle==0.13.4 loguru==0.7.3 gevent==26.9.0 greenlet==3.5.6"
 
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \

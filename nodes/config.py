@@ -27,7 +27,7 @@ class Parser(argparse.ArgumentParser):
         self.add_argument(flag, type=type, default=default, help=f"{help} [env {env}]", **kw)
 
 
-def add_common(p: Parser, http_threads: int) -> None:
+def add_common(p: Parser) -> None:
     p.flag("--host", default="127.0.0.1", help="address to bind Pyro5 and HTTP to")
     p.flag("--advertise-host", default="",
            help="address put in the Pyro5 URI in the name server (NAT host); empty: the "
@@ -39,8 +39,8 @@ def add_common(p: Parser, http_threads: int) -> None:
            help="seconds to keep trying to reach the name server at startup")
     p.flag("--log-level", default="INFO", help="TRACE, DEBUG, INFO, WARNING or ERROR")
     p.flag("--max-body", type=int, default=1 << 20, help="largest HTTP request body in bytes")
-    p.flag("--http-threads", type=int, default=http_threads,
-           help="HTTP worker threads: requests that may be served (or wait) at once")
+    p.flag("--max-connections", type=int, default=10_000,
+           help="most HTTP (and Pyro5) connections served at once; each is a greenlet")
 
 
 def comma_list(text: str) -> list[str]:

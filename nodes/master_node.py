@@ -4,6 +4,12 @@
 """
 from __future__ import annotations
 
+if __name__ == "__main__":
+    # Run as a node: make threads, locks and sockets cooperative (gevent) before anything
+    # else imports them. Importing this module (tests do) patches nothing.
+    from gevent import monkey
+    monkey.patch_all()
+
 import Pyro5.api
 
 from . import logs, rpc
@@ -84,7 +90,7 @@ def parser() -> Parser:
     p.flag("--discovery-interval", type=float, default=1.0,
            help="seconds between looks at the name server for secondaries")
     p.flag("--max-batch", type=int, default=10_000, help="most messages in one replicate call")
-    add_common(p, http_threads=512)
+    add_common(p)
     return p
 
 
@@ -103,7 +109,7 @@ def main(argv: list[str] | None = None) -> None:
                     locate_ns_factory(args), max_batch=args.max_batch)
     master.start()
     run_node(args, MasterAPI(master), rpc.MASTER_NAME, master_app(master, args.max_body),
-             threadpool_size=args.http_threads, on_stop=master.stop)
+             on_stop=master.stop)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,12 @@
 """
 from __future__ import annotations
 
+if __name__ == "__main__":
+    # Run as a node: make threads, locks and sockets cooperative (gevent) before anything
+    # else imports them. Importing this module (tests do) patches nothing.
+    from gevent import monkey
+    monkey.patch_all()
+
 import random
 import threading
 import time
@@ -127,7 +133,7 @@ def parser() -> Parser:
            help="seconds every replicate call sleeps before it stores and ACKs")
     p.flag("--error-rate", type=float, default=0.0,
            help="probability that a replicate call answers with an error after storing")
-    add_common(p, http_threads=32)
+    add_common(p)
     return p
 
 

@@ -5,6 +5,7 @@ import signal
 import threading
 from typing import Any
 
+import gevent
 import Pyro5.api
 from loguru import logger
 
@@ -12,15 +13,10 @@ from . import rpc
 from .web import create_http_server
 
 
-def _raise_exit(signum: int, frame: Any) -> None:
-    raise SystemExit(0)
-
-
-def run_node(args: Any, obj: Any, pyro_name: str, app: Any, threadpool_size: int = 80,
-             on_stop: Any = None) -> None:
+def run_node(args: Any, obj: Any, pyro_name: str, app: Any, on_stop: Any = None) -> None:
     """Serve `obj` over Pyro5 (registered as pyro_name) and `app` over HTTP until
-    SIGTERM/SIGINT, then unregister and stop. Blocks."""
-    rpc.configure(threadpool_size)
+    SIGTERM/SIGINT, then unregister and stop. Blocks. Expects a gevent-patched process."""
+    rpc.configure(args.max_connections)
     ns = rpc.locate_ns(args.ns_host, args.ns_port, timeout=5.0, wait=args.ns_wait)
     daemon = rpc.make_daemon(args.host, args.pyro_port, args.advertise_host)
     uri = daemon.register(obj, objectId=pyro_name)
@@ -32,13 +28,13 @@ def run_node(args: Any, obj: Any, pyro_name: str, app: Any, threadpool_size: int
     threading.Thread(target=_keep_registered, args=(args, pyro_name, str(uri), stop),
                      name="registration", daemon=True).start()
 
-    server = create_http_server(app, args.host, args.http_port, args.http_threads, args.max_body)
-    logger.info("HTTP on http://{}:{} ({} threads)", args.host, server.effective_port,
-                args.http_threads)
-    signal.signal(signal.SIGTERM, _raise_exit)
-    signal.signal(signal.SIGINT, _raise_exit)
+    server = create_http_server(app, args.host, args.http_port, args.max_connections,
+                                args.max_body)
+    logger.info("HTTP on http://{}:{}", args.host, server.effective_port)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        gevent.signal_handler(sig, server.stop)
     try:
-        server.run()   # returns on SIGTERM/SIGINT
+        server.run()   # returns once SIGTERM/SIGINT closed it
     finally:
         logger.info("stopping")
         stop.set()

@@ -1,9 +1,11 @@
 """The HTTP edge: Bottle apps for master and secondary, JSON errors, and the WSGI server.
 
 Bottle's own default server handles one request at a time, and a POST may wait seconds
-for its write concern, so the apps run on waitress: a thread pool (one thread per request
-being served; --http-threads, default 512) behind one asynchronous I/O thread that holds
-idle keep-alive connections without a thread each.
+for its write concern, so the apps run on gevent's WSGI server (Bottle's `gevent` server
+adapter does the same): every connection gets a greenlet, a waiting request costs a few
+kilobytes and no OS thread, and waking it costs no context switch. The node processes are
+monkey-patched at startup (see master_node.py), so threading.Event, Pyro5's sockets and
+threads all cooperate on one event loop.
 """
 from __future__ import annotations
 
@@ -12,8 +14,11 @@ import time
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import bottle
+import logging
+import socket
+
+from gevent import pool, pywsgi
 from loguru import logger
-from waitress.server import create_server
 
 from .core.master import ReadOnly
 from .core.validate import BadRequest, parse_append, parse_faults
@@ -52,8 +57,13 @@ def json_app() -> bottle.Bottle:
 def read_body(max_body: int) -> bytes:
     """The request body, refusing (413) anything over max_body before it is parsed."""
     env = bottle.request.environ
+    if not env.get("CONTENT_LENGTH"):       # chunked: read at most one byte over the cap
+        body = env["wsgi.input"].read(max_body + 1)
+        if len(body) > max_body:
+            fail(413, f"body is over the limit of {max_body} bytes")
+        return body
     try:
-        length = int(env.get("CONTENT_LENGTH") or 0)
+        length = int(env["CONTENT_LENGTH"])
     except ValueError:
         fail(400, "Content-Length is not a number")
     if length > max_body:
@@ -120,14 +130,29 @@ def secondary_app(secondary: "Secondary", max_body: int) -> bottle.Bottle:
     return app
 
 
-def create_http_server(app: Any, host: str, port: int, threads: int = 512,
-                       max_body: int = 1 << 20):
-    """A waitress server (call .run(); .effective_port tells the port when port was 0).
+class _Server(pywsgi.WSGIServer):
+    """gevent's WSGI server with TCP_NODELAY: a response written in two parts (headers,
+    body) must not wait for the client's delayed ACK (40 ms)."""
 
-    waitress buffers a whole body before the app sees it, so its own hard cap is set well
-    above ours: bodies between the two get our JSON 413; beyond it waitress answers 413."""
-    return create_server(app, host=host, port=port, threads=threads,
-                         connection_limit=max(1000, 2 * threads),
-                         max_request_body_size=max(16 * max_body, 16 << 20),
-                         asyncore_use_poll=True, channel_timeout=300, ident="replog",
-                         clear_untrusted_proxy_headers=True)
+    def handle(self, sock, address):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return super().handle(sock, address)
+
+    @property
+    def effective_port(self) -> int:
+        return self.server_port
+
+    def run(self) -> None:
+        """Serve until stop() (gevent's; it waits up to stop_timeout for open requests)."""
+        self.serve_forever(stop_timeout=2)
+
+
+def create_http_server(app: Any, host: str, port: int, max_connections: int = 10_000,
+                       max_body: int = 1 << 20) -> _Server:
+    """A gevent WSGI server, bound now (.effective_port tells the port when port was 0);
+    .run() serves until .stop(). Bodies are read lazily, so read_body refuses an oversized
+    one (413) from its Content-Length before anything is buffered; max_body is checked there."""
+    server = _Server((host, port), app, spawn=pool.Pool(max_connections), log=None,
+                     error_log=logging.getLogger("gevent.pywsgi"))
+    server.init_socket()
+    return server

@@ -61,6 +61,8 @@ class MasterState:
         added = self.add_peer(name)
         peer = self.peers[name]
         old, peer.uri = peer.uri, uri
+        if old != uri:
+            peer.retry_at = 0.0   # a new address: stop waiting out the old one's backoff
         if added or old is None:
             return "new"
         return "same" if old == uri else "moved"

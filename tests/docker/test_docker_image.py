@@ -13,7 +13,7 @@ pytestmark = pytest.mark.docker
 
 def test_image_runs_as_non_root_and_has_only_runtime_code(image: str) -> None:
     script = (
-        "import json, os, sys, Pyro5, serpent, bottle, loguru, waitress; "
+        "import json, os, sys, Pyro5, serpent, bottle, loguru, gevent; "
         "print(json.dumps({'uid': os.getuid(), 'cwd': os.getcwd(), 'prefix': sys.prefix, "
         "'unbuffered': os.environ.get('PYTHONUNBUFFERED'), 'app': sorted(os.listdir('/app')), "
         "'versions': [Pyro5.__version__, serpent.__version__, bottle.__version__, "

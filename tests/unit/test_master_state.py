@@ -147,3 +147,12 @@ def test_repeated_key_is_answered_while_read_only():
         st.append("new", 1, now=10.0)
     again = st.append("m", 1, now=10.0, key="k")
     assert again.seq == first.seq and not again.created
+
+
+def test_new_address_ends_the_backoff():
+    st = make()
+    st.append("m", 1, now=0.1)
+    st.on_failure("s1", now=1.0, rand=lambda: 0.9)
+    assert st.next_batch("s1", now=1.01) is None
+    assert st.set_uri("s1", "PYRO:x@s1:2") == "moved"
+    assert st.next_batch("s1", now=1.01).messages == ["m"]
