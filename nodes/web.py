@@ -35,11 +35,18 @@ def _json(status: int, body: dict) -> bottle.HTTPResponse:
 
 
 def fail(status: int, message: str, **extra: Any) -> NoReturn:
+    note(" ".join([f"{k}={v}" for k, v in extra.items()] + [message]))
     raise _json(status, {"error": message, **extra})
 
 
+def note(text: str) -> None:
+    """Add a detail (seq, error) to this request's access-log line."""
+    bottle.request.environ["replog.note"] = text
+
+
 def json_app() -> bottle.Bottle:
-    """A Bottle app whose every error (404, 405, 500, ...) is a JSON object."""
+    """A Bottle app whose every error (404, 405, 500, ...) is a JSON object, and which logs
+    one line per request: DEBUG when it succeeded, INFO when it was refused."""
     app = bottle.Bottle(autojson=True)
 
     def error_body(res: bottle.HTTPError) -> str:
@@ -48,7 +55,21 @@ def json_app() -> bottle.Bottle:
         if res.status_code >= 500:
             logger.opt(exception=res.exception).error("HTTP {} {}: {}", bottle.request.method,
                                                       bottle.request.path, res.exception)
+        note(message)
         return json.dumps({"error": message})
+
+    @app.hook("before_request")
+    def started() -> None:
+        bottle.request.environ["replog.started"] = time.perf_counter()
+
+    @app.hook("after_request")
+    def access_log() -> None:
+        env = bottle.request.environ
+        status = bottle.response.status_code
+        took = (time.perf_counter() - env.get("replog.started", time.perf_counter())) * 1000
+        logger.log("DEBUG" if status < 400 else "INFO", "HTTP {} {} -> {} {}in {:.1f} ms",
+                   bottle.request.method, bottle.request.path, status,
+                   env["replog.note"] + " " if "replog.note" in env else "", took)
 
     app.default_error_handler = error_body
     return app
@@ -80,21 +101,16 @@ def master_app(master: "Master", max_body: int) -> bottle.Bottle:
 
     @app.post("/messages")
     def post_message():
-        started = time.perf_counter()
         try:
             req = parse_append(read_body(max_body), _content_type(), master.cluster_size, max_body)
             result = master.append(req.message, req.w, req.timeout, req.key)
         except BadRequest as e:
-            logger.info("POST /messages -> {}: {}", e.status, e.message)
             fail(e.status, e.message)
         except ReadOnly as e:
-            logger.info("POST /messages -> 503: {}", e)
             fail(503, f"read-only: {e}")
         except WriteConcernTimeout as e:
-            logger.info("POST /messages seq={} -> 504: {}", e.seq, e)
             fail(504, str(e), seq=e.seq, acks=e.acks, w=e.w)
-        logger.debug("POST /messages seq={} w={} -> 201 in {:.1f} ms", result["seq"], req.w,
-                     (time.perf_counter() - started) * 1000)
+        note(f"seq={result['seq']} w={req.w} acks={result['acks']}")
         return _json(201, result)
 
     @app.get("/messages")
