@@ -11,7 +11,7 @@ FORMAT = ("<green>{time:YYYY-MM-DD HH:mm:ss.SSS}</green> | <level>{level: <7}</l
 
 
 class _ToLoguru(logging.Handler):
-    """Send the standard logging of Pyro5 and waitress through loguru."""
+    """Send the standard logging of Pyro5 and gevent through loguru."""
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -21,7 +21,12 @@ class _ToLoguru(logging.Handler):
         logger.opt(exception=record.exc_info).log(level, "{}: {}", record.name, record.getMessage())
 
 
+DEBUG = False   # set by setup(): lets hot paths skip building DEBUG lines
+
+
 def setup(node: str, level: str = "INFO") -> None:
+    global DEBUG
+    DEBUG = logger.level(level.upper()).no <= logger.level("DEBUG").no
     logger.remove()
     logger.configure(extra={"node": node})
     logger.add(sys.stderr, level=level.upper(), format=FORMAT, colorize=sys.stderr.isatty(),

@@ -27,6 +27,16 @@ from .core.master import MasterState
 from .core.progress import Backoff
 
 
+class _Wait:
+    """One append waiting for its write concern: released with the count of holders."""
+    __slots__ = ("event", "seq", "acks")
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.seq = 0
+        self.acks = 0
+
+
 class WriteConcernTimeout(Exception):
     def __init__(self, seq: int, acks: int, w: int, timeout: float) -> None:
         super().__init__(f"write concern w={w} not met in {timeout:g} s (acks={acks}); the "
@@ -95,33 +105,34 @@ class Master:
                key: str | None = None) -> dict:
         """Append and wait until w nodes hold the message (raises ReadOnly or
         WriteConcernTimeout). A repeated key appends nothing and waits on the first seq."""
-        done = threading.Event() if w > 1 else None
+        wait = _Wait() if w > 1 else None
         with self.cond:
-            a = self.state.append(message, w, self.clock(), key, done)
+            a = self.state.append(message, w, self.clock(), key, wait)
             if a.created:
                 self.cond.notify_all()
         if not a.created:
             logger.info("append with id {!r} repeated: seq={}", key, a.seq)
-        return self._await(a.seq, a.wait_id, done, w, timeout)
+        return self._await(a.seq, a.acks, a.wait_id, wait, w, timeout)
 
     def append_many(self, messages: list[str], w: int, timeout: float | None = None) -> dict:
-        done = threading.Event() if w > 1 else None
+        wait = _Wait() if w > 1 else None
         with self.cond:
-            a = self.state.append_many(messages, w, self.clock(), done)
+            a = self.state.append_many(messages, w, self.clock(), wait)
             self.cond.notify_all()
-        result = self._await(a.seq, a.wait_id, done, w, timeout)
+        result = self._await(a.seq, a.acks, a.wait_id, wait, w, timeout)
         return {"first_seq": a.seq - len(messages) + 1, **result}
 
-    def _await(self, seq: int, wait_id: int | None, done: threading.Event | None, w: int,
+    def _await(self, seq: int, acks: int, wait_id: int | None, wait: "_Wait | None", w: int,
                timeout: float | None) -> dict:
-        if wait_id is not None and done is not None and not done.wait(timeout):
+        if wait_id is None or wait is None:          # met already
+            return {"seq": seq, "acks": acks, "w": w}
+        wait.seq = seq   # read by _answered, which cannot run before we released the lock
+        if not wait.event.wait(timeout):
             with self.cond:
-                if not done.is_set():      # not released at the very last moment
+                if not wait.event.is_set():      # not released at the very last moment
                     self.state.cancel_wait(wait_id)
                     raise WriteConcernTimeout(seq, self.state.acks(seq), w, timeout or 0)
-        with self.cond:
-            acks = self.state.acks(seq)
-        return {"seq": seq, "acks": acks, "w": w}
+        return {"seq": seq, "acks": wait.acks, "w": w}
 
     def messages(self) -> list[str]:
         with self.cond:
@@ -139,11 +150,13 @@ class Master:
         with self.cond:
             restarted, released = self.state.on_answer(name, reply["instance"], reply["ack"],
                                                        self.clock())
+            for wait in released:
+                wait.acks = self.state.acks(wait.seq)
             acked = self.state.peers[name].acked
             if restarted or how == "heartbeat":
                 self.cond.notify_all()      # a sender may be waiting out a backoff
-        for done in released:
-            done.set()
+        for wait in released:
+            wait.event.set()
         if restarted:
             logger.warning("{} answered as a new incarnation with ack={}: catching up from seq={}",
                            name, acked, acked + 1)
@@ -151,6 +164,8 @@ class Master:
     def _send_loop(self, name: str) -> None:
         proxy, proxy_uri = None, None
         while True:
+            # Let requests that are ready run first, so they join this batch, not the next.
+            time.sleep(0)
             with self.cond:
                 while True:
                     if self._stop.is_set():

@@ -20,6 +20,7 @@ import socket
 from gevent import pool, pywsgi
 from loguru import logger
 
+from . import logs
 from .core.master import ReadOnly
 from .core.validate import BadRequest, parse_append, parse_faults
 from .replicator import WriteConcernTimeout
@@ -58,18 +59,22 @@ def json_app() -> bottle.Bottle:
         note(message)
         return json.dumps({"error": message})
 
-    @app.hook("before_request")
-    def started() -> None:
-        bottle.request.environ["replog.started"] = time.perf_counter()
+    if logs.DEBUG:   # timings only when every request is logged: it costs on the hot path
+        @app.hook("before_request")
+        def started() -> None:
+            bottle.request.environ["replog.started"] = time.perf_counter()
 
     @app.hook("after_request")
     def access_log() -> None:
-        env = bottle.request.environ
         status = bottle.response.status_code
-        took = (time.perf_counter() - env.get("replog.started", time.perf_counter())) * 1000
-        logger.log("DEBUG" if status < 400 else "INFO", "HTTP {} {} -> {} {}in {:.1f} ms",
+        if status < 400 and not logs.DEBUG:
+            return
+        env = bottle.request.environ
+        took = (f" in {(time.perf_counter() - env['replog.started']) * 1000:.1f} ms"
+                if "replog.started" in env else "")
+        logger.log("DEBUG" if status < 400 else "INFO", "HTTP {} {} -> {}{}{}",
                    bottle.request.method, bottle.request.path, status,
-                   env["replog.note"] + " " if "replog.note" in env else "", took)
+                   " " + env["replog.note"] if "replog.note" in env else "", took)
 
     app.default_error_handler = error_body
     return app
@@ -110,8 +115,11 @@ def master_app(master: "Master", max_body: int) -> bottle.Bottle:
             fail(503, f"read-only: {e}")
         except WriteConcernTimeout as e:
             fail(504, str(e), seq=e.seq, acks=e.acks, w=e.w)
-        note(f"seq={result['seq']} w={req.w} acks={result['acks']}")
-        return _json(201, result)
+        if logs.DEBUG:
+            note(f"seq={result['seq']} w={req.w} acks={result['acks']}")
+        bottle.response.status = 201
+        bottle.response.content_type = "application/json; charset=utf-8"
+        return json.dumps(result)
 
     @app.get("/messages")
     def get_messages():
