@@ -1,26 +1,70 @@
-"""The ceiling: our HTTP (or Pyro5) server stack answering a POST that does no work.
+"""The ceiling: the master's HTTP (or Pyro5) stack answering a request that does no work.
 
-``python -m bench.ceiling --kind http --port 0 [--threads N]`` serves a Bottle app on the
-same waitress server the master uses (built by the server factory in ``nodes/web.py``,
-with the same settings), whose ``POST /messages`` reads the body and answers a constant
-201. ``--kind pyro`` serves a Pyro5 object whose ``append`` returns a constant. Either
-way the process prints one line ``READY <url-or-uri>`` on stdout and serves until
-SIGTERM/SIGINT. Throughput against it is the most the stack can give on this machine;
-the master's figures divided by it show the cost of everything the replicated log adds.
+``python -m bench.ceiling --kind http --port 0 [--max-connections N]`` serves a Bottle app
+on exactly the master's stack: a process that called ``gevent.monkey.patch_all()`` before
+anything else, and the gevent WSGI server built by ``nodes.web.create_http_server``. Its
+``POST /messages`` reads the body and answers a constant 201. ``--kind pyro`` serves, in
+the same kind of process with the master's Pyro5 settings (``nodes.rpc.configure``), an
+object whose ``append`` returns a constant. Either way the process prints one line
+``READY <url-or-uri> key=value...`` on stdout and serves until SIGTERM/SIGINT. Throughput
+against it is the most the stack gives on this machine; the master's figures divided by
+it show what everything the replicated log adds costs.
+
+``--hold S`` (diagnostic) makes every request wait until another greenlet releases it, in
+batches, S seconds after taking the batch: the mechanics of a w>1 wait, no replication.
 """
 
 from __future__ import annotations
 
+if __name__ == "__main__":
+    # Serve as the master does: cooperative threads, locks and sockets (gevent), patched
+    # before anything else imports them. Importing this module (tests do) patches nothing.
+    from gevent import monkey
+
+    monkey.patch_all()
+
 import argparse
-import inspect
 import signal
 import sys
 import threading
+import time
 
 CONSTANT = b'{"seq": 1, "acks": 1, "w": 1}'
 
 
-def build_app():
+class Holder:
+    """Stands in for replication at w>1, without any: a request registers an Event, wakes a
+    "sender" and blocks; the sender takes everything pending as one batch, waits ``hold``
+    seconds (a round trip) and sets the Events. This is the mechanics of the master's
+    write-concern wait (block, notify a sender, be woken by it) at no other cost. In the
+    patched process, as in the master, the threads are greenlets and the Condition, the
+    Events and the sleep are gevent's: a wait is a greenlet switch, not an OS thread's."""
+
+    def __init__(self, hold: float):
+        self.hold = hold
+        self.cond = threading.Condition()
+        self.pending: list = []
+        threading.Thread(target=self._run, name="holder", daemon=True).start()
+
+    def wait(self) -> None:
+        done = threading.Event()
+        with self.cond:
+            self.pending.append(done)
+            self.cond.notify()
+        done.wait()
+
+    def _run(self) -> None:
+        while True:
+            with self.cond:
+                while not self.pending:
+                    self.cond.wait()
+                batch, self.pending = self.pending, []
+            time.sleep(self.hold)
+            for done in batch:
+                done.set()
+
+
+def build_app(holder: Holder | None = None):
     import bottle
 
     app = bottle.Bottle()
@@ -28,6 +72,8 @@ def build_app():
     @app.post("/messages")
     def post_message():
         bottle.request.body.read()  # consume the body, as any handler must
+        if holder is not None:
+            holder.wait()
         bottle.response.status = 201
         bottle.response.content_type = "application/json"
         return CONSTANT
@@ -40,145 +86,81 @@ def build_app():
     return app
 
 
-def find_server_factory():
-    """Return (callable, name) for the waitress server factory in nodes/web.py, or (None, why).
+def _patched() -> str:
+    """Which of the modules that matter are gevent-patched here (the master: all)."""
+    from gevent import monkey
 
-    The factory is a function defined in nodes/web.py (not one it imports) whose name
-    mentions "server", preferably ``create_http_server``.
-    """
-    try:
-        import nodes.web as web
-    except Exception as e:  # noqa: BLE001 - any import failure means "not available"
-        return None, f"nodes.web not importable: {type(e).__name__}: {e}"
-    own = {
-        name: fn
-        for name, fn in vars(web).items()
-        if callable(fn) and "server" in name.lower() and getattr(fn, "__module__", "") == web.__name__
-    }
-    preferred = ["create_http_server", "make_http_server", "make_server", "create_server", "build_server"]
-    for name in preferred + sorted(own):
-        if name in own:
-            return own[name], f"nodes.web.{name}"
-    return None, "no server factory found in nodes.web"
+    mods = ("socket", "threading", "time", "select")
+    if all(monkey.is_module_patched(m) for m in mods):
+        return "yes"
+    return ",".join(m for m in mods if monkey.is_module_patched(m)) or "no"
 
 
-def _call_factory(fn, app, host: str, port: int, threads: int | None):
-    """Call the factory with whatever of app/host/port/threads it accepts."""
-    sig = inspect.signature(fn)
-    params = sig.parameters
-    kwargs = {}
-    positional = []
-    names = list(params)
-    app_names = {"app", "application", "wsgi_app"}
-    if any(n in params for n in app_names):
-        kwargs[next(n for n in names if n in app_names)] = app
-    else:
-        positional.append(app)
-    if "host" in params:
-        kwargs["host"] = host
-    elif "bind" in params:
-        kwargs["bind"] = host
-    if "port" in params:
-        kwargs["port"] = port
-    elif "http_port" in params:
-        kwargs["http_port"] = port
-    if threads is not None:
-        for n in ("threads", "http_threads"):
-            if n in params:
-                kwargs[n] = threads
-                break
-    return fn(*positional, **kwargs)
+def serve_http(host: str, port: int, max_connections: int | None, hold: float | None = None):
+    import gevent
+
+    from nodes.web import create_http_server
+
+    app = build_app(Holder(hold) if hold is not None else None)
+    kw = {} if max_connections is None else {"max_connections": max_connections}
+    server = create_http_server(app, host, port, **kw)
+    limit = server.pool.size if getattr(server, "pool", None) is not None else None
+    print(f"READY http://{host}:{server.effective_port} server=nodes.web.create_http_server "
+          f"class={type(server).__module__}.{type(server).__name__} max_connections={limit} "
+          f"gevent_patched={_patched()}", flush=True)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        gevent.signal_handler(sig, server.stop)
+    server.run()  # returns once a signal stopped it
 
 
-def _server_port(server) -> int:
-    for attr in ("effective_port",):
-        if hasattr(server, attr):
-            return int(getattr(server, attr))
-    if hasattr(server, "socket"):
-        return server.socket.getsockname()[1]
-    if hasattr(server, "port"):
-        return int(server.port)
-    raise RuntimeError(f"cannot find the port of {server!r}")
+def serve_pyro(host: str, port: int, max_connections: int | None, hold: float | None = None):
+    import gevent
 
+    from nodes import rpc
 
-def serve_http(host: str, port: int, threads: int | None, use_factory: bool):
-    app = build_app()
-    how = "waitress.create_server (fallback)"
-    server = None
-    if use_factory:
-        fn, how = find_server_factory()
-        if fn is not None:
-            server = _call_factory(fn, app, host, port, threads)
-            # a factory may return (server, something) or a wrapper holding the waitress server
-            if isinstance(server, tuple):
-                server = server[0]
-            for attr in ("server", "_server", "waitress"):
-                inner = getattr(server, attr, None)
-                if inner is not None and hasattr(inner, "run"):
-                    server = inner
-                    break
-    if server is None:
-        import waitress
+    # the master's Pyro5 settings: what run_node sets (thread server, pool = max connections)
+    rpc.configure(max_connections if max_connections is not None else 10_000)
+    holder = Holder(hold) if hold is not None else None
 
-        kw = {"host": host, "port": port}
-        if threads:
-            kw["threads"] = threads
-        server = waitress.create_server(app, **kw)
-        if use_factory:
-            how = f"waitress.create_server (fallback: {how})"
-    actual = _server_port(server)
-    threads_eff = getattr(getattr(server, "adj", None), "threads", None)
-    print(f"READY http://{host}:{actual} factory={how} threads={threads_eff}", flush=True)
-
-    def stop(*_):
-        try:
-            server.close()
-        finally:
-            sys.exit(0)
-
-    signal.signal(signal.SIGTERM, stop)
-    try:
-        server.run()
-    except (KeyboardInterrupt, SystemExit):
-        pass
-
-
-def serve_pyro(host: str, port: int):
     import Pyro5.api
 
     @Pyro5.api.expose
     class Trivial:
         def append(self, message, w=None, timeout=None, id=None):  # noqa: A002 - contract name
+            if holder is not None:
+                holder.wait()
             return {"seq": 1, "acks": 1, "w": w or 1}
 
-    daemon = Pyro5.api.Daemon(host=host, port=port)
+    daemon = rpc.make_daemon(host, port, "")
     uri = daemon.register(Trivial(), "bench.ceiling")
-    print(f"READY {uri}", flush=True)
-
-    def stop(*_):
-        threading.Thread(target=daemon.shutdown, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, stop)
-    try:
-        daemon.requestLoop()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        daemon.close()
+    # as in run_node: the request loop in its own (green) thread
+    threading.Thread(target=daemon.requestLoop, name="pyro", daemon=True).start()
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        gevent.signal_handler(sig, stop.set)
+    print(f"READY {uri} max_connections={Pyro5.config.THREADPOOL_SIZE} "
+          f"gevent_patched={_patched()}", flush=True)
+    stop.wait()
+    daemon.shutdown()
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.ceiling", description=__doc__.split("\n")[0])
-    p.add_argument("--kind", choices=["http", "pyro"], default="http")
+    p.add_argument("--kind", choices=["http", "pyro"], default="http",
+                   help="http: Bottle on nodes.web.create_http_server (gevent), the master's stack; "
+                        "pyro: a Pyro5 daemon with the master's settings")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None, help="waitress threads (default: factory's)")
-    p.add_argument("--no-factory", action="store_true", help="plain waitress, not nodes.web's factory")
+    p.add_argument("--max-connections", type=int, default=None,
+                   help="connections served at once (default: the nodes' default, 10,000)")
+    p.add_argument("--hold", type=float, default=None, metavar="SECONDS",
+                   help="make every request wait to be released by another greenlet, in batches, "
+                        "SECONDS after the batch is taken: the mechanics of a w>1 wait, no replication")
     a = p.parse_args(argv)
     if a.kind == "http":
-        serve_http(a.host, a.port, a.threads, not a.no_factory)
+        serve_http(a.host, a.port, a.max_connections, a.hold)
     else:
-        serve_pyro(a.host, a.port)
+        serve_pyro(a.host, a.port, a.max_connections, a.hold)
     return 0
 
 

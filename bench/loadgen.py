@@ -385,8 +385,17 @@ def parse_args(argv=None):
     return args
 
 
+def _refuse_if_patched() -> None:
+    """The load generator is the client: it must run on real OS threads and sockets, never in
+    a gevent-patched process (the servers are; their cost must not leak into the clients)."""
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is not None and monkey.is_module_patched("socket"):
+        raise SystemExit("bench.loadgen must not run in a gevent-patched process")
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    _refuse_if_patched()
     result = run(args)
     json.dump(result, sys.stdout)
     sys.stdout.write("\n")

@@ -1,0 +1,1 @@
+"""Benchmarks for the replicated log: ``python -m bench`` (see bench/README.md)."""
