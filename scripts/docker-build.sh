@@ -79,7 +79,7 @@ if [ "$wheels" = 1 ]; then
     py="$(command -v python3 || command -v python)"
     reqs="$(mktemp)"
     trap 'rm -f "$reqs"' EXIT
-    # Same rule as the Dockerfile: [project].dependencies, or the known pins without pyproject.toml.
+    # The pins are [project].dependencies of pyproject.toml, as in the Dockerfile.
     "$py" - "$reqs" <<'PY'
 import sys
 deps = []
@@ -87,12 +87,10 @@ try:
     import tomllib
     with open("pyproject.toml", "rb") as f:
         deps = tomllib.load(f).get("project", {}).get("dependencies", [])
-except FileNotFoundError:
-    pass
-except ImportError:  # Python < 3.11 on the host: fall back to the pins below
-    pass
+except (FileNotFoundError, ImportError) as e:   # no pyproject.toml, or Python < 3.11
+    sys.exit(f"cannot read [project].dependencies from pyproject.toml: {e}")
 if not deps:
-    deps = ["Pyro5==5.17", "serpent==1.43", "bottle==0.13.4", "loguru==0.7.3", "waitress==3.0.2"]
+    sys.exit("pyproject.toml lists no [project].dependencies")
 with open(sys.argv[1], "w") as f:
     f.write("\n".join(deps) + "\n")
 PY
