@@ -201,7 +201,7 @@ class Master:
                          (time.perf_counter() - started) * 1000)
 
     def _heartbeat_loop(self, name: str) -> None:
-        proxy, proxy_uri = None, None
+        proxy, proxy_uri, ns = None, None, None
         while not self._stop.is_set():
             with self.cond:
                 uri = self.state.peers[name].uri
@@ -216,7 +216,24 @@ class Master:
                     logger.trace("heartbeat to {} failed: {}", name, e)
                     proxy._pyroRelease()
                     proxy = None
+                    ns = self._look_up_again(name, ns)
             self._stop.wait(self.timing.heartbeat_interval)
+
+    def _look_up_again(self, name: str, ns: Any) -> Any:
+        """A silent secondary may have restarted at a new address: ask the name server now,
+        so that catch-up starts within a heartbeat instead of at the next discovery."""
+        if self._ns_factory is None:
+            return None
+        try:
+            ns = ns or self._ns_factory()
+            full = rpc.SECONDARY_PREFIX + name
+            registered = ns.list(prefix=full)
+            if full in registered:
+                self.discover({full: registered[full]})
+            return ns
+        except Exception as e:
+            logger.trace("name server look-up of {} failed: {}", name, e)
+            return None
 
     # -- discovery, health transitions, mode ----------------------------------------------
     def _tick_loop(self) -> None:
