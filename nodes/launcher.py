@@ -236,7 +236,12 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     cluster = LocalCluster(log_level=args.log_level, logs_to_files=False)
     names = [f"secondary{i}" for i in range(1, args.secondaries + 1)]
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    # explicit, because a shell starting us in the background may have ignored SIGINT
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
     try:
         cluster.start_nameserver(args.ns_port)
         for i, name in enumerate(names, start=1):

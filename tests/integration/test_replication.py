@@ -238,3 +238,44 @@ def test_environment_variables_are_flag_fallbacks():
     finally:
         os.environ.clear()
         os.environ.update(old)
+
+
+def test_launcher_starts_a_cluster_and_ctrl_c_stops_it(tmp_path):
+    import signal
+    import socket
+
+    from nodes.launcher import free_port, http_json
+
+    def three_free():
+        for _ in range(50):
+            base = free_port()
+            try:
+                for p in (base + 1, base + 2):
+                    with socket.socket() as s:
+                        s.bind(("127.0.0.1", p))
+                return base
+            except OSError:
+                continue
+        raise RuntimeError("no three free consecutive ports")
+
+    base, ns_port = three_free(), free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "nodes.launcher", "--base-port", str(base),
+                             "--ns-port", str(ns_port)], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        url = f"http://127.0.0.1:{base}"
+        wait_until(lambda: not http_json("GET", url + "/health", timeout=1)[1]["read_only"], 30,
+                   what="the launched master")
+        assert http_json("POST", url + "/messages", {"message": "hi", "w": 3})[0] == 201
+        for i in (1, 2):
+            assert http_json("GET", f"http://127.0.0.1:{base + i}/messages")[1] == \
+                {"messages": ["hi"]}
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+        assert proc.returncode == 0
+        assert f"master       {url}" in out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", base), timeout=1).close()
