@@ -8,7 +8,8 @@ Threads (each owns its own Pyro5 proxies; a proxy belongs to one thread):
                   new incarnation shows up here within one interval.
   tick            discovery in the name server, health transitions and read-only mode.
 Client threads (HTTP or Pyro5) append under the same lock and wait on an Event until
-their write concern is met.
+their write concern is met. In a node process every "thread" is a gevent greenlet (the
+process is monkey-patched at startup); the code is plain threaded code either way.
 """
 from __future__ import annotations
 
