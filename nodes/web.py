@@ -121,27 +121,19 @@ def master_app(master: "Master", max_body: int) -> bottle.Bottle:
         bottle.response.content_type = "application/json; charset=utf-8"
         return json.dumps(result)
 
-    @app.get("/messages")
-    def get_messages():
-        return {"messages": master.messages()}
-
-    @app.get("/health")
-    def get_health():
-        return master.health()
-
+    _read_routes(app, master)
     return app
+
+
+def _read_routes(app: bottle.Bottle, node: Any) -> None:
+    """GET /messages and GET /health, the same on master and secondary."""
+    app.route("/messages", "GET", lambda: {"messages": node.messages()})
+    app.route("/health", "GET", node.health)
 
 
 def secondary_app(secondary: "Secondary", max_body: int) -> bottle.Bottle:
     app = json_app()
-
-    @app.get("/messages")
-    def get_messages():
-        return {"messages": secondary.messages()}
-
-    @app.get("/health")
-    def get_health():
-        return secondary.health()
+    _read_routes(app, secondary)
 
     @app.post("/faults")
     def post_faults():
