@@ -26,6 +26,12 @@ class Parser(argparse.ArgumentParser):
             default = type(os.environ[env])
         self.add_argument(flag, type=type, default=default, help=f"{help} [env {env}]", **kw)
 
+    def switch(self, flag: str, help: str = "") -> None:
+        """An on/off flag; REPLOG_<FLAG>=1 (or true, yes, on) turns it on."""
+        env = env_name(flag)
+        default = os.environ.get(env, "").strip().lower() in ("1", "true", "yes", "on")
+        self.add_argument(flag, action="store_true", default=default, help=f"{help} [env {env}]")
+
 
 def add_common(p: Parser) -> None:
     p.flag("--host", default="127.0.0.1", help="address to bind Pyro5 and HTTP to")
@@ -41,6 +47,18 @@ def add_common(p: Parser) -> None:
     p.flag("--max-body", type=int, default=1 << 20, help="largest HTTP request body in bytes")
     p.flag("--max-connections", type=int, default=10_000,
            help="most HTTP (and Pyro5) connections served at once; each is a greenlet")
+
+
+def add_storage(p: Parser) -> None:
+    p.flag("--data-dir", default="",
+           help="directory of this node's durable log (created if missing); empty: keep the "
+                "log in memory only")
+    p.flag("--fsync", default="always", choices=["always", "interval", "never"],
+           help="always: on disk (fdatasync, shared by concurrent writes) before a message "
+                "counts as held; interval: synced every --fsync-interval ms; never: the OS "
+                "decides")
+    p.flag("--fsync-interval", type=float, default=100.0,
+           help="milliseconds between syncs with --fsync interval")
 
 
 def comma_list(text: str) -> list[str]:

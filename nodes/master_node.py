@@ -11,15 +11,17 @@ if __name__ == "__main__":
     monkey.patch_all()
 
 import Pyro5.api
+from loguru import logger
 
 from . import logs, rpc
-from .config import Parser, add_common, comma_list
+from .config import Parser, add_common, add_storage, comma_list
 from .core.health import HealthPolicy
 from .core.master import ReadOnly
 from .core.progress import Backoff
 from .core.validate import BadRequest, check_append, check_messages, check_timeout, check_w
 from .replicator import Master, Timing, WriteConcernTimeout
 from .serve import locate_ns_factory, log_config, run_node
+from .storage.store import CorruptLog, Store
 from .web import master_app
 
 
@@ -90,6 +92,14 @@ def parser() -> Parser:
     p.flag("--discovery-interval", type=float, default=1.0,
            help="seconds between looks at the name server for secondaries")
     p.flag("--max-batch", type=int, default=10_000, help="most messages in one replicate call")
+    p.flag("--startup-wait", type=float, default=2.0,
+           help="at start, seconds to wait for every known secondary to say what it holds "
+                "before serving (a master with no log on disk then still waits for a quorum)")
+    p.flag("--max-keys", type=int, default=100_000,
+           help="idempotency keys remembered (the newest); an older key no longer dedups")
+    p.switch("--new-log", help="start a new, empty log (a new log id) even if this master or "
+                               "its secondaries hold one: the secondaries drop theirs")
+    add_storage(p)
     add_common(p)
     return p
 
@@ -103,11 +113,17 @@ def main(argv: list[str] | None = None) -> None:
         p.error(str(e))
     logs.setup("master", args.log_level)
     log_config(args)
+    store = Store(args.data_dir, args.fsync, args.fsync_interval) if args.data_dir else None
     master = Master(args.secondaries, policy, Backoff(args.retry_base, args.retry_cap),
                     Timing(args.rpc_timeout, args.heartbeat_interval, args.heartbeat_timeout,
-                           args.discovery_interval),
-                    locate_ns_factory(args), max_batch=args.max_batch)
-    master.start()
+                           args.discovery_interval, args.startup_wait),
+                    locate_ns_factory(args), max_batch=args.max_batch, store=store,
+                    new_log=args.new_log, max_keys=args.max_keys)
+    try:
+        master.start()
+    except CorruptLog as e:
+        logger.error("cannot start: the log in {} is corrupt: {}", args.data_dir, e)
+        raise SystemExit(1) from None
     run_node(args, MasterAPI(master), rpc.MASTER_NAME, master_app(master, args.max_body),
              on_stop=master.stop)
 

@@ -7,6 +7,10 @@ Threads (each owns its own Pyro5 proxies; a proxy belongs to one thread):
                   (or its silence) drives the health state, and a restarted secondary's
                   new incarnation shows up here within one interval.
   tick            discovery in the name server, health transitions and read-only mode.
+  flush           with a data directory: writes what was appended since its last round as
+                  one record and syncs it (group commit), then counts the master as a holder.
+Before any of them run, start() recovers the log: it loads the master's own disk, asks every
+known secondary what it holds (core/recovery.py decides) and fetches what it lacks.
 Client threads (HTTP or Pyro5) append under the same lock and wait on an Event until
 their write concern is met. In a node process every "thread" is a gevent greenlet (the
 process is monkey-patched at startup); the code is plain threaded code either way.
@@ -23,9 +27,12 @@ from typing import Any, Callable
 from loguru import logger
 
 from . import rpc
+from .core import history as hist
+from .core import recovery
 from .core.health import HealthPolicy, Status
-from .core.master import MasterState
+from .core.master import SAME, MasterState, Sync
 from .core.progress import Backoff
+from .storage.store import Store
 
 
 class _Wait:
@@ -51,16 +58,22 @@ class Timing:
     heartbeat_interval: float = 0.5
     heartbeat_timeout: float = 1.0
     discovery_interval: float = 1.0
+    startup_wait: float = 2.0          # how long start() waits for every known secondary
 
 
 class Master:
     def __init__(self, named: list[str], policy: HealthPolicy, backoff: Backoff,
                  timing: Timing, ns_factory: Callable[[], Any] | None,
                  clock: Callable[[], float] = time.monotonic,
-                 rand: Callable[[], float] = random.random, max_batch: int = 10_000) -> None:
-        self.state = MasterState(policy, backoff, named, max_batch=max_batch)
+                 rand: Callable[[], float] = random.random, max_batch: int = 10_000,
+                 store: Store | None = None, new_log: bool = False,
+                 max_keys: int = 100_000) -> None:
+        self.state = MasterState(policy, backoff, named, max_batch=max_batch,
+                                 volatile=store is None, max_keys=max_keys, now=clock())
         self.timing = timing
-        self.log_id = uuid.uuid4().hex
+        self.store = store
+        self.new_log = new_log
+        self.recovery: dict | None = None     # how the log was recovered, for /health
         self.clock = clock
         self.rand = rand
         self.cond = threading.Condition()
@@ -69,14 +82,184 @@ class Master:
         self._threads: list[threading.Thread] = []
         self._started_peers: set[str] = set()
         self._statuses: dict[str, Status] = {}
+        self._instances: dict[str, str] = {}
+        self._catching_up: dict[str, tuple[float, int]] = {}
+        self._written = 0
+        self._replicating = False
+
+    @property
+    def log_id(self) -> str:
+        return self.state.log_id
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
+        """Recover the log (see _recover), then start replicating. Returns once the log is
+        known, or, for a master with nothing on disk still waiting for its secondaries,
+        after timing.startup_wait: recovery then goes on in the background, read-only."""
+        own = recovery.Copy("master", None, [], 0)
+        if self.store is not None:
+            loaded = self.store.load(self.state.log.max_keys)
+            self.state.log.load(loaded.messages, loaded.keys)
+            own = recovery.Copy("master", loaded.log_id, loaded.history, len(loaded.messages))
+            logger.info("loaded {} messages of log {} from {}{}", own.length, own.log_id,
+                        self.store.path, f" (cut a torn tail: {loaded.cut})" if loaded.cut else "")
+        self.state.recovering = "recovering: the master is still finding its log"
+        if self._recover(own, time.monotonic() + self.timing.startup_wait) is None:
+            self._spawn("recovery", self._recover_in_background, own)
+        else:
+            self._start_replication()
+
+    def _start_replication(self) -> None:
+        self._replicating = True
+        self._written = self.state.durable
+        if self.store is not None:
+            self._spawn("flush", self._flush_loop)
         with self.cond:
             names = list(self.state.peers)
         for name in names:
             self._start_peer(name)
         self._spawn("tick", self._tick_loop)
+
+    def _recover_in_background(self, own: recovery.Copy) -> None:
+        while not self._stop.is_set():
+            if self._recover(own, time.monotonic() + self.timing.heartbeat_interval) is not None:
+                self._start_replication()
+                return
+
+    def _recover(self, own: recovery.Copy, deadline: float) -> str | None:
+        """Ask every known secondary what it holds until all answered or the deadline; then
+        serve the most recent copy (fetching it if it is a secondary's), start a new log, or
+        keep waiting. Returns the log id served, or None (still waiting)."""
+        answers: dict[str, recovery.Copy] = {}
+        while True:
+            self._discover_once()
+            with self.cond:
+                known = {n: p.uri for n, p in self.state.peers.items()}
+            for name, copy in self._ask_all({n: u for n, u in known.items()
+                                             if u and n not in answers}).items():
+                answers[name] = copy
+            if len(answers) == len(known) or time.monotonic() >= deadline or self._stop.is_set():
+                break
+            self._stop.wait(0.05)
+        waited = time.monotonic() >= deadline
+        plan = recovery.plan(own, list(answers.values()), len(known), waited, self.new_log)
+        for copy in answers.values():
+            if copy.log_id not in (None, own.log_id, plan.source and plan.source.log_id) \
+                    and not copy.empty and plan.action == "serve":
+                logger.error("{} holds another log ({}, {} messages): it will be refused until "
+                             "it is emptied or the master starts with --new-log", copy.name,
+                             copy.log_id, copy.length)
+        if plan.action == "wait":
+            with self.cond:
+                changed = self.state.recovering != plan.reason
+                self.state.recovering = plan.reason
+            if changed:
+                logger.warning("{}", plan.reason)
+            return None
+        try:
+            return self._carry_out(plan, own, answers)
+        except Exception as e:   # the source went away mid-fetch: ask again
+            logger.warning("recovery from {} failed ({}: {}); asking again",
+                           plan.source.name if plan.source else "?", type(e).__name__, e)
+            return None
+
+    def _carry_out(self, plan: recovery.Plan, own: recovery.Copy,
+                   answers: dict[str, recovery.Copy]) -> str:
+        log = self.state.log
+        started = time.monotonic()
+        fetched = 0
+        if plan.action == "new":
+            log_id, history = uuid.uuid4().hex, [[1, 1]]
+            if own.length:
+                log.truncate(0)
+                self.store.truncate(0)
+        else:
+            src = plan.source
+            log_id = src.log_id
+            if plan.keep < own.length:
+                logger.warning("dropping seq={}..{} of the master's own log: {} holds a more "
+                               "recent log", plan.keep + 1, own.length, src.name)
+                log.truncate(plan.keep)
+                if self.store is not None:
+                    self.store.truncate(plan.keep)
+            if src.name != "master" and src.length > plan.keep:
+                fetched = self._fetch(src, plan.keep)
+            history = hist.begin_epoch(hist.cut(src.history, src.length), log.last_seq,
+                                       plan.epoch)
+        if self.store is not None:
+            self.store.save_meta(log_id, history)
+        with self.cond:
+            self.state.begin(log_id, history, durable=log.last_seq)
+            for name, copy in answers.items():
+                if name in self.state.peers:
+                    self.state.on_answer(name, self._instances.get(name, ""), copy.length,
+                                         self.clock(), copy.log_id, hist.epoch_at(copy.history,
+                                                                                  copy.length))
+        took = time.monotonic() - started
+        if plan.action == "new":
+            logger.info("{}: log {}", plan.reason, log_id)
+        elif fetched:
+            logger.warning("recovered {} messages from {} in {:.2f} s: serving log {} with {} "
+                           "messages, epoch {}", fetched, plan.source.name, took, log_id,
+                           log.last_seq, self.state.epoch)
+        else:
+            logger.info("serving log {} with {} messages, epoch {}", log_id, log.last_seq,
+                        self.state.epoch)
+        self.recovery = {"action": plan.action, "source": plan.source.name if plan.source
+                         else None, "fetched": fetched, "seconds": round(took, 3),
+                         "answered": sorted(answers), "at": time.time()}
+        return log_id
+
+    def _fetch(self, src: recovery.Copy, keep: int, chunk: int = 50_000) -> int:
+        """Copy src's entries keep+1..src.length into the master's log (and disk)."""
+        log = self.state.log
+        with self.cond:
+            uri = self.state.peers[src.name].uri
+        p = rpc.proxy(uri, self.timing.rpc_timeout)
+        try:
+            while log.last_seq < src.length:
+                first = log.last_seq + 1
+                batch = p.read(src.log_id, first, min(chunk, src.length - log.last_seq))
+                if not batch:
+                    raise RuntimeError(f"{src.name} sent nothing from seq={first}")
+                log.extend(batch)
+                if self.store is not None:
+                    self.store.write(first, batch)
+            if self.store is not None:
+                self.store.sync()
+        finally:
+            p._pyroRelease()
+        return src.length - keep
+
+    def _ask_all(self, uris: dict[str, str]) -> dict[str, recovery.Copy]:
+        """history() of each secondary at once, each call in its own thread with its proxy."""
+        out: dict[str, recovery.Copy] = {}
+
+        def ask(name: str, uri: str) -> None:
+            p = rpc.proxy(uri, self.timing.heartbeat_timeout)
+            try:
+                r = p.history()
+                out[name] = recovery.Copy(name, r["log_id"], r["history"], r["ack"])
+                self._instances[name] = r["instance"]
+            except Exception as e:
+                logger.debug("{} did not answer yet: {}", name, e)
+            finally:
+                p._pyroRelease()
+
+        threads = [threading.Thread(target=ask, args=item, daemon=True) for item in uris.items()]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(self.timing.heartbeat_timeout + 1)
+        return dict(out)
+
+    def _discover_once(self) -> None:
+        if self._ns_factory is None:
+            return
+        try:
+            self.discover(self._ns_factory().list(prefix=rpc.SECONDARY_PREFIX))
+        except Exception as e:
+            logger.debug("discovery in the name server failed: {}", e)
 
     def stop(self) -> None:
         self._stop.set()
@@ -84,6 +267,8 @@ class Master:
             self.cond.notify_all()
         for t in self._threads:
             t.join(timeout=self.timing.rpc_timeout + 1)
+        if self.store is not None:
+            self.store.close()
 
     def _spawn(self, name: str, target: Callable[..., None], *args: Any) -> None:
         t = threading.Thread(target=target, args=args, name=name, daemon=True)
@@ -91,7 +276,7 @@ class Master:
         t.start()
 
     def _start_peer(self, name: str) -> None:
-        if name in self._started_peers:
+        if name in self._started_peers or not self._replicating:
             return
         self._started_peers.add(name)
         self._spawn(f"sender-{name}", self._send_loop, name)
@@ -106,7 +291,7 @@ class Master:
                key: str | None = None) -> dict:
         """Append and wait until w nodes hold the message (raises ReadOnly or
         WriteConcernTimeout). A repeated key appends nothing and waits on the first seq."""
-        wait = _Wait() if w > 1 else None
+        wait = _Wait() if w > 1 or self.store is not None else None
         with self.cond:
             a = self.state.append(message, w, self.clock(), key, wait)
             if a.created:
@@ -116,7 +301,7 @@ class Master:
         return self._await(a.seq, a.acks, a.wait_id, wait, w, timeout)
 
     def append_many(self, messages: list[str], w: int, timeout: float | None = None) -> dict:
-        wait = _Wait() if w > 1 else None
+        wait = _Wait() if w > 1 or self.store is not None else None
         with self.cond:
             a = self.state.append_many(messages, w, self.clock(), wait)
             self.cond.notify_all()
@@ -136,31 +321,84 @@ class Master:
         return {"seq": seq, "acks": wait.acks, "w": w}
 
     def messages(self) -> list[str]:
+        """What the master's disk holds (an entry not yet synced may still be lost)."""
         with self.cond:
-            return self.state.log.messages()
+            return self.state.log.messages(self.state.durable)
+
+    def snapshot(self) -> tuple[list[str], int]:
+        """(entry list, count) to read without the lock: entries 1..count stay as they are."""
+        with self.cond:
+            return self.state.log.snapshot(), self.state.durable
 
     def health(self) -> dict:
         with self.cond:
             report = self.state.health(self.clock())
         report["name"] = "master"
         report["log_id"] = self.log_id
+        report["durable"] = None if self.store is None else {
+            "data_dir": str(self.store.path), "fsync": self.store.mode, "syncs": self.store.syncs}
+        report["recovery"] = self.recovery
         return report
+
+    # -- group commit -------------------------------------------------------------------
+    def _flush_loop(self) -> None:
+        """Write everything appended since the last round as one record, sync it per the
+        fsync mode, then count the master as a holder up to there. While one round syncs,
+        the next round's appends gather: one sync serves them all."""
+        log, store = self.state.log, self.store
+        while True:
+            with self.cond:
+                while log.last_seq <= self._written and not self._stop.is_set():
+                    self.cond.wait()
+                if log.last_seq <= self._written:
+                    return                                   # stopping, nothing left
+                first, last = self._written + 1, log.last_seq
+                batch = log.snapshot()[first - 1:last]
+                keys = log.take_keys(first, last)
+            try:
+                store.write(first, batch, keys)
+                store.commit()
+            except OSError as e:       # a full or failing disk: nothing more is acknowledged
+                logger.critical("cannot write seq={}..{} to {}: {}; no further appends are "
+                                "acknowledged", first, last, store.path, e)
+                with self.cond:
+                    self.state.recovering = f"read-only: the master's disk failed: {e}"
+                return
+            with self.cond:
+                self._written = last
+                released = self.state.on_durable(last)
+                for wait in released:
+                    wait.acks = self.state.acks(wait.seq)
+                self.cond.notify_all()                     # senders send up to durable
+            for wait in released:
+                wait.event.set()
 
     # -- replication ----------------------------------------------------------------------
     def _answered(self, name: str, reply: dict, how: str) -> None:
         with self.cond:
-            restarted, released = self.state.on_answer(name, reply["instance"], reply["ack"],
-                                                       self.clock())
+            was_synced = self.state.synced(name)
+            restarted, released = self.state.on_answer(
+                name, reply["instance"], reply["ack"], self.clock(),
+                reply.get("log_id", SAME), reply.get("epoch", SAME))
             for wait in released:
                 wait.acks = self.state.acks(wait.seq)
-            acked = self.state.peers[name].acked
-            if restarted or how == "heartbeat":
+            peer = self.state.peers[name]
+            acked, durable, sent = peer.acked, self.state.durable, peer.sent
+            synced_now = self.state.synced(name) and not was_synced
+            if restarted or how != "replicate" or synced_now:
                 self.cond.notify_all()      # a sender may be waiting out a backoff
         for wait in released:
             wait.event.set()
         if restarted:
-            logger.warning("{} answered as a new incarnation with ack={}: catching up from seq={}",
-                           name, acked, acked + 1)
+            logger.warning("{} answered as a new incarnation with ack={}", name, acked)
+        if (restarted or synced_now) and acked < durable:
+            self._catching_up[name] = (time.monotonic(), acked)
+            logger.info("catching up {} from seq={}: {} messages to send", name, acked + 1,
+                        durable - acked)
+        elif name in self._catching_up and acked >= durable:
+            t0, start = self._catching_up.pop(name)
+            logger.info("{} caught up at seq={}: sent {} messages (it lacked {}) in {:.2f} s",
+                        name, acked, sent, acked - start, time.monotonic() - t0)
 
     def _send_loop(self, name: str) -> None:
         proxy, proxy_uri = None, None
@@ -182,24 +420,38 @@ class Master:
                 if proxy is not None:
                     proxy._pyroRelease()
                 proxy, proxy_uri = rpc.proxy(uri, self.timing.rpc_timeout), uri
+            if isinstance(batch, Sync):
+                try:
+                    reply = proxy.sync(batch.log_id, batch.history, batch.last_seq, self.new_log)
+                except Exception as e:
+                    proxy = self._failed(name, proxy, f"sync of {name}", e)
+                    continue
+                self._answered(name, reply, "sync")
+                continue
             first, count = batch.first_seq, len(batch.messages)
             started = time.perf_counter()
             try:
-                reply = proxy.replicate(self.log_id, first, batch.messages)
+                reply = proxy.replicate(self.log_id, self.state.epoch, first, batch.messages)
             except Exception as e:  # refused, timed out, remote error: all are retried
-                with self.cond:
-                    wait = self.state.on_failure(name, self.clock(), self.rand)
-                    failures = self.state.peers[name].failures
-                log = logger.warning if failures <= 3 or failures % 20 == 0 else logger.debug
-                log("replicate to {} seq={}..{} failed ({}: {}); retry #{} in {:.2f} s", name,
-                    first, first + count - 1, type(e).__name__, e, failures, wait)
-                proxy._pyroRelease()
-                proxy = None
+                proxy = self._failed(name, proxy, f"replicate to {name} seq={first}.."
+                                                  f"{first + count - 1}", e)
                 continue
+            with self.cond:
+                self.state.on_sent(name, count)
             self._answered(name, reply, "replicate")
             logger.debug("replicate to {} seq={}..{} count={} ack={} in {:.1f} ms", name, first,
                          first + count - 1, count, reply["ack"],
                          (time.perf_counter() - started) * 1000)
+
+    def _failed(self, name: str, proxy: Any, what: str, e: Exception) -> None:
+        """A call failed (refused, timed out, remote error): back off, log, drop the proxy."""
+        with self.cond:
+            wait = self.state.on_failure(name, self.clock(), self.rand)
+            failures = self.state.peers[name].failures
+        log = logger.warning if failures <= 3 or failures % 20 == 0 else logger.debug
+        log("{} failed ({}: {}); retry #{} in {:.2f} s", what, type(e).__name__, e, failures, wait)
+        proxy._pyroRelease()
+        return None
 
     def _heartbeat_loop(self, name: str) -> None:
         proxy, proxy_uri, ns = None, None, None
@@ -212,7 +464,8 @@ class Master:
                         proxy._pyroRelease()
                     proxy, proxy_uri = rpc.proxy(uri, self.timing.heartbeat_timeout), uri
                 try:
-                    self._answered(name, proxy.heartbeat(self.log_id), "heartbeat")
+                    self._answered(name, proxy.heartbeat(self.log_id, self.state.epoch),
+                                   "heartbeat")
                 except Exception as e:
                     logger.trace("heartbeat to {} failed: {}", name, e)
                     proxy._pyroRelease()
@@ -257,7 +510,7 @@ class Master:
         for full_name, uri in sorted(registered.items()):
             name = full_name[len(rpc.SECONDARY_PREFIX):]
             with self.cond:
-                change = self.state.set_uri(name, uri)
+                change = self.state.set_uri(name, uri, self.clock())
                 if change != "same":
                     self.cond.notify_all()
             if change == "new":

@@ -20,35 +20,88 @@ import Pyro5.api
 from loguru import logger
 
 from . import logs, rpc
-from .config import Parser, add_common
-from .core.log import ReplicaLog
+from .config import Parser, add_common, add_storage
+from .core.log import Refused, ReplicaLog
 from .core.validate import BadRequest, check_messages
 from .serve import log_config, run_node
+from .storage.store import CorruptLog, Store
 from .web import secondary_app
 
 
+def _caller() -> str:
+    """The address of the peer of the current Pyro5 call, for refusal log lines."""
+    ctx = Pyro5.api.current_context
+    addr = getattr(ctx, "client_sock_addr", None)
+    return f"{addr[0]}:{addr[1]}" if isinstance(addr, tuple) else "a local caller"
+
+
 class Secondary:
-    """The secondary's service: a ReplicaLog under a lock, plus fault injection."""
+    """The secondary's service: a ReplicaLog under a lock, its durable store, fault injection.
+
+    With a store, every message is written (and, with --fsync always, synced) before the
+    ACK that covers it is returned; held-back messages (after a gap) stay in memory only,
+    so the file is always a gap-free prefix of the master's log."""
 
     def __init__(self, name: str, delay: float = 0.0, error_rate: float = 0.0,
                  rand: Callable[[], float] = random.random,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep, store: Store | None = None,
+                 max_ahead: int = 10_000) -> None:
         self.name = name
-        self.instance = uuid.uuid4().hex   # a restart is a new incarnation with an empty log
+        self.instance = uuid.uuid4().hex   # each process is a new incarnation
         self.delay = delay
         self.error_rate = error_rate
-        self.log = ReplicaLog()
+        self.log = ReplicaLog(max_ahead)
         self.lock = threading.Lock()
+        self.store = store
+        self.loaded_from_disk = 0
         self._rand = rand
         self._sleep = sleep
+        if store is not None:
+            loaded = store.load(max_keys=0)
+            self.log.load(loaded.log_id, loaded.history, loaded.messages)
+            self.loaded_from_disk = len(loaded.messages)
+            logger.info("loaded {} messages of log {} epoch {} from {}", len(loaded.messages),
+                        loaded.log_id, self.log.epoch, store.path)
 
-    def _adopt(self, log_id: object) -> None:
-        if not isinstance(log_id, str):
-            raise ValueError("log_id must be a string")
-        if self.log.adopt(log_id):
-            logger.warning("master's log changed to {}: starting afresh", log_id)
+    def _reply(self) -> dict:
+        return {"instance": self.instance, "ack": self.log.ack, "log_id": self.log.log_id,
+                "epoch": self.log.epoch}
 
-    def replicate(self, log_id: str, first_seq: int, messages: list[str]) -> dict:
+    def _refuse(self, what: str, e: Exception) -> None:
+        logger.warning("refused {} from {}: {}", what, _caller(), e)
+
+    def sync(self, log_id: object, history: object, last_seq: object,
+             new_log: bool = False) -> dict:
+        """Agree with the master's log (see ReplicaLog.sync) and persist the result."""
+        if not isinstance(log_id, str) or not log_id or isinstance(last_seq, bool) \
+                or not isinstance(last_seq, int) or last_seq < 0:
+            raise ValueError("sync needs a log id and a last seq")
+        with self.lock:
+            before = (self.log.log_id, self.log.epoch, self.log.ack)
+            try:
+                result = self.log.sync(log_id, history, last_seq, bool(new_log))
+            except Refused as e:
+                self._refuse("sync", e)
+                raise
+            if result.new_log:
+                logger.warning("started over on the master's new log {} (explicit new log): "
+                               "dropped {} messages of log {}", log_id, len(result.dropped),
+                               before[0])
+            elif result.dropped:
+                logger.warning("cut back to the master's log: dropped seq={}..{} ({} messages "
+                               "the master's log does not have; first: {!r})", result.keep + 1,
+                               result.keep + len(result.dropped), len(result.dropped),
+                               result.dropped[0][:80])
+            if self.store is not None:
+                if result.dropped:
+                    self.store.truncate(result.keep)
+                self.store.save_meta(log_id, self.log.history)
+            if before != (self.log.log_id, self.log.epoch, self.log.ack):
+                logger.info("synced with log {} epoch {}: ack={}", log_id, self.log.epoch,
+                            self.log.ack)
+            return self._reply()
+
+    def replicate(self, log_id: str, epoch: int, first_seq: int, messages: list[str]) -> dict:
         if isinstance(first_seq, bool) or not isinstance(first_seq, int) or first_seq < 1:
             raise ValueError("first_seq must be a positive integer")
         try:
@@ -58,8 +111,16 @@ class Secondary:
         if self.delay > 0:
             self._sleep(self.delay)
         with self.lock:
-            self._adopt(log_id)
+            try:
+                self.log.check(log_id, epoch, first_seq)
+            except Refused as e:
+                self._refuse(f"replicate seq={first_seq}", e)
+                raise
+            before = self.log.ack
             result = self.log.store(first_seq, messages)
+            if self.store is not None and result.ack > before:
+                self.store.write(before + 1, self.log.shown_since(before + 1))
+                self.store.commit()
         logger.debug("replicate seq={}..{} stored={} duplicates={} ack={}", first_seq,
                      first_seq + len(messages) - 1, result.stored, result.duplicates, result.ack)
         if self.error_rate > 0 and self._rand() < self.error_rate:
@@ -68,20 +129,42 @@ class Secondary:
             raise RuntimeError("injected error (the messages were stored; the ACK is withheld)")
         return {"instance": self.instance, "ack": result.ack}
 
-    def heartbeat(self, log_id: str) -> dict:
+    def heartbeat(self, log_id: str | None = None, epoch: int | None = None) -> dict:
+        """What this replica holds and follows; changes nothing."""
         with self.lock:
-            self._adopt(log_id)
-            return {"instance": self.instance, "ack": self.log.ack}
+            return self._reply()
+
+    def read(self, log_id: str, first_seq: int, limit: int) -> list[str]:
+        """Entries first_seq.. (at most limit) of the gap-free prefix, for a master that
+        recovers its log from this secondary."""
+        with self.lock:
+            if log_id != self.log.log_id:
+                raise ValueError(f"this replica holds log {self.log.log_id}, not {log_id}")
+            return self.log.snapshot()[first_seq - 1:first_seq - 1 + max(0, min(limit, 100_000))]
+
+    def history(self) -> dict:
+        with self.lock:
+            return {**self._reply(), "history": self.log.history}
 
     def messages(self) -> list[str]:
         with self.lock:
             return self.log.messages()
 
+    def snapshot(self) -> tuple[list[str], int]:
+        """(entry list, count) to read without the lock (see ReplicaLog.snapshot)."""
+        with self.lock:
+            entries = self.log.snapshot()
+            return entries, len(entries)
+
     def health(self) -> dict:
         with self.lock:
             return {"role": "secondary", "name": self.name, "messages": self.log.ack,
                     "held_back": self.log.held_back, "delay": self.delay,
-                    "error_rate": self.error_rate, "instance": self.instance}
+                    "error_rate": self.error_rate, "instance": self.instance,
+                    "log_id": self.log.log_id, "epoch": self.log.epoch,
+                    "durable": None if self.store is None else
+                    {"data_dir": str(self.store.path), "fsync": self.store.mode,
+                     "loaded_from_disk": self.loaded_from_disk}}
 
     def set_faults(self, delay: float | None = None, error_rate: float | None = None) -> dict:
         if delay is not None:
@@ -100,12 +183,23 @@ class SecondaryAPI:
     def __init__(self, secondary: Secondary) -> None:
         self._s = secondary
 
-    def replicate(self, log_id: str, first_seq: int, messages: list[str]) -> dict:
-        """Store messages[i] at seq first_seq+i; the ACK is the highest gap-free seq."""
-        return self._s.replicate(log_id, first_seq, messages)
+    def replicate(self, log_id: str, epoch: int, first_seq: int, messages: list[str]) -> dict:
+        """Store messages[i] at seq first_seq+i; the ACK is the highest gap-free seq. Only
+        for the log and epoch this replica synced with."""
+        return self._s.replicate(log_id, epoch, first_seq, messages)
 
-    def heartbeat(self, log_id: str) -> dict:
-        return self._s.heartbeat(log_id)
+    def sync(self, log_id: str, history: list, last_seq: int, new_log: bool = False) -> dict:
+        """Keep the prefix shared with the master's log (log_id, epoch history, length)."""
+        return self._s.sync(log_id, history, last_seq, new_log)
+
+    def heartbeat(self, log_id: str | None = None, epoch: int | None = None) -> dict:
+        return self._s.heartbeat(log_id, epoch)
+
+    def history(self) -> dict:
+        return self._s.history()
+
+    def read(self, log_id: str, first_seq: int, limit: int) -> list[str]:
+        return self._s.read(log_id, first_seq, limit)
 
     def messages(self) -> list[str]:
         return self._s.messages()
@@ -133,6 +227,10 @@ def parser() -> Parser:
            help="seconds every replicate call sleeps before it stores and ACKs")
     p.flag("--error-rate", type=float, default=0.0,
            help="probability that a replicate call answers with an error after storing")
+    p.flag("--max-ahead", type=int, default=10_000,
+           help="refuse a replicate call whose first seq lies more than this past the ACK "
+                "(keeps the hold-back map bounded; the master's --max-batch or more)")
+    add_storage(p)
     add_common(p)
     return p
 
@@ -143,7 +241,13 @@ def main(argv: list[str] | None = None) -> None:
         parser().error("--error-rate must be in [0, 1] and --delay >= 0")
     logs.setup(args.name, args.log_level)
     log_config(args)
-    secondary = Secondary(args.name, args.delay, args.error_rate)
+    store = Store(args.data_dir, args.fsync, args.fsync_interval) if args.data_dir else None
+    try:
+        secondary = Secondary(args.name, args.delay, args.error_rate, store=store,
+                              max_ahead=args.max_ahead)
+    except CorruptLog as e:
+        logger.error("cannot start: the log in {} is corrupt: {}", args.data_dir, e)
+        raise SystemExit(1) from None
     run_node(args, SecondaryAPI(secondary), rpc.SECONDARY_PREFIX + args.name,
              secondary_app(secondary, args.max_body))
 

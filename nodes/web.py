@@ -17,6 +17,7 @@ import bottle
 import logging
 import socket
 
+import gevent
 from gevent import pool, pywsgi
 from loguru import logger
 
@@ -125,10 +126,57 @@ def master_app(master: "Master", max_body: int) -> bottle.Bottle:
     return app
 
 
+PAGE_MAX = 10_000      # most messages in one page of GET /messages?from=&limit=
+STREAM_CHUNK = 10_000  # messages encoded between two yields to the event loop
+
+
+def _int_param(name: str, default: int, low: int, high: int | None = None) -> int:
+    text = bottle.request.query.get(name)
+    if text is None:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        fail(400, f"'{name}' must be an integer, got {text!r}")
+    if value < low or (high is not None and value > high):
+        fail(400, f"'{name}' must be from {low} to {high}" if high is not None
+             else f"'{name}' must be at least {low}")
+    return value
+
+
 def _read_routes(app: bottle.Bottle, node: Any) -> None:
     """GET /messages and GET /health, the same on master and secondary."""
-    app.route("/messages", "GET", lambda: {"messages": node.messages()})
+
+    @app.get("/messages")
+    def get_messages():
+        unknown = sorted(set(bottle.request.query) - {"from", "limit"})
+        if unknown:
+            fail(400, f"unknown parameter(s) {unknown}; allowed: ['from', 'limit']")
+        paged = "from" in bottle.request.query or "limit" in bottle.request.query
+        first = _int_param("from", 1, 1)
+        limit = _int_param("limit", 1000, 1, PAGE_MAX)
+        entries, count = node.snapshot()     # entries 1..count stay as they are: no lock
+        bottle.response.content_type = "application/json; charset=utf-8"
+        if paged:
+            page = entries[first - 1:min(count, first - 1 + limit)]
+            return json.dumps({"messages": page, "from": first, "next": first + len(page)},
+                              ensure_ascii=False)
+        if count <= STREAM_CHUNK:
+            return json.dumps({"messages": entries[:count]}, ensure_ascii=False)
+        return _stream(entries, count)
+
     app.route("/health", "GET", node.health)
+
+
+def _stream(entries: list[str], count: int):
+    """{"messages": [...]} in chunks, yielding to the event loop between them, so that a
+    reader of a million messages never stalls the writers for more than one chunk."""
+    yield '{"messages": ['
+    for i in range(0, count, STREAM_CHUNK):
+        part = json.dumps(entries[i:min(i + STREAM_CHUNK, count)], ensure_ascii=False)[1:-1]
+        yield ("," + part) if i else part
+        gevent.sleep(0)
+    yield "]}"
 
 
 def secondary_app(secondary: "Secondary", max_body: int) -> bottle.Bottle:

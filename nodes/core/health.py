@@ -20,10 +20,17 @@ class HealthPolicy:
         if not 0 < self.suspect_after <= self.unhealthy_after:
             raise ValueError("need 0 < suspect_after <= unhealthy_after")
 
-    def status(self, last_answer: float | None, now: float) -> Status:
+    def status(self, last_answer: float | None, now: float,
+               known_since: float | None = None) -> Status:
         """Healthy while answering, Suspected after missed heartbeats, then Unhealthy.
-        A secondary that never answered is Unhealthy."""
+
+        A secondary the master has not heard from yet is unknown, not unreachable: it is
+        Suspected until unhealthy_after has passed since the master learned of it (so a
+        master that starts before its secondaries answer is not read-only for that moment,
+        and one whose secondaries are all down still turns read-only in unhealthy_after)."""
         if last_answer is None:
+            if known_since is not None and now - known_since < self.unhealthy_after:
+                return Status.SUSPECTED
             return Status.UNHEALTHY
         age = now - last_answer
         if age < self.suspect_after:

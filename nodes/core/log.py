@@ -3,16 +3,52 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from . import history
+
 
 class MasterLog:
     """Messages in the order the master accepted them; seq is the 1-based position.
 
     An optional client key makes an append idempotent: the same key returns the first seq.
+    Keys are kept for the newest max_keys appends that carried one (older ones are forgotten,
+    so memory stays bounded under a client that sends a new key with every write). With
+    track_keys, the keys of appends not yet written to disk are kept for take_keys().
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_keys: int = 100_000, track_keys: bool = False) -> None:
         self._entries: list[str] = []
         self._by_key: dict[str, int] = {}
+        self.max_keys = max_keys
+        self._track = track_keys
+        self._unwritten_keys: dict[int, str] = {}
+
+    def load(self, messages: list[str], keys: dict[str, int]) -> None:
+        """Start from a stored log (keys: key -> seq, oldest first)."""
+        self._entries = list(messages)
+        self._by_key = dict(keys)
+        self._forget_old_keys()
+
+    def truncate(self, keep: int) -> None:
+        """Keep the first `keep` entries (recovery only, before anything is served)."""
+        self._entries = self._entries[:keep]
+        self._by_key = {k: s for k, s in self._by_key.items() if s <= keep}
+        self._unwritten_keys = {s: k for s, k in self._unwritten_keys.items() if s <= keep}
+
+    def _forget_old_keys(self) -> None:
+        by_key = self._by_key
+        while len(by_key) > self.max_keys:
+            del by_key[next(iter(by_key))]
+
+    def take_keys(self, first_seq: int, last_seq: int) -> dict[int, str]:
+        """Keys of the appends first_seq..last_seq, by index from first_seq, to write them."""
+        if not self._unwritten_keys:
+            return {}
+        out = {}
+        for seq in range(first_seq, last_seq + 1):
+            key = self._unwritten_keys.pop(seq, None)
+            if key is not None:
+                out[seq - first_seq] = key
+        return out
 
     @property
     def last_seq(self) -> int:
@@ -31,6 +67,10 @@ class MasterLog:
         seq = len(self._entries)
         if key is not None:
             self._by_key[key] = seq
+            if len(self._by_key) > self.max_keys:
+                self._forget_old_keys()
+            if self._track:
+                self._unwritten_keys[seq] = key
         return seq, True
 
     def extend(self, messages: list[str]) -> tuple[int, int]:
@@ -51,8 +91,13 @@ class MasterLog:
                 return batch[:i]
         return batch
 
-    def messages(self) -> list[str]:
-        return list(self._entries)
+    def messages(self, upto: int | None = None) -> list[str]:
+        return self._entries[:upto] if upto is not None else list(self._entries)
+
+    def snapshot(self) -> list[str]:
+        """The entry list itself, for a reader that copies slices of it without the lock:
+        entries are only appended (truncate makes a new list)."""
+        return self._entries
 
 
 @dataclass(frozen=True)
@@ -62,16 +107,32 @@ class StoreResult:
     duplicates: int   # messages already held, dropped
 
 
+class Refused(ValueError):
+    """A call the replica must not obey (another log, a stale epoch, too far ahead)."""
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    keep: int                 # entries kept (the ACK after the sync)
+    dropped: list[str]        # entries cut off the end: they are not in the master's log
+    new_log: bool             # the replica started over on another log (explicitly asked)
+
+
 class ReplicaLog:
     """A secondary's copy. Stores by seq, drops duplicates, shows only the gap-free prefix.
 
-    Holding 1, 2 and 4 it shows [1, 2] and holds 4 back until 3 arrives. A log id names the
-    master's log: a message from a log with another id (a restarted master) starts the
-    replica afresh, so seqs of two different logs are never mixed.
+    Holding 1, 2 and 4 it shows [1, 2] and holds 4 back until 3 arrives.
+
+    It follows one log (log_id) and knows the epoch history of what it holds. The master
+    calls sync() before it replicates: the replica keeps what it shares with the master's
+    log and cuts the rest. A log with another id is adopted only by an empty replica or on
+    the master's explicit new_log; replicate calls must carry the log id and epoch synced.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_ahead: int = 10_000) -> None:
         self.log_id: str | None = None
+        self.history: list[list[int]] = []
+        self.max_ahead = max_ahead
         self._shown: list[str] = []
         self._held: dict[int, str] = {}
 
@@ -80,18 +141,46 @@ class ReplicaLog:
         return len(self._shown)
 
     @property
+    def epoch(self) -> int:
+        return history.last_epoch(self.history)
+
+    @property
     def held_back(self) -> int:
         return len(self._held)
 
-    def adopt(self, log_id: str) -> bool:
-        """Follow the master's log with this id; True when that meant starting afresh."""
-        if log_id == self.log_id:
-            return False
-        reset = self.log_id is not None
-        self.log_id = log_id
-        self._shown = []
+    def load(self, log_id: str | None, hist: list[list[int]], messages: list[str]) -> None:
+        self.log_id, self.history, self._shown, self._held = log_id, hist, list(messages), {}
+
+    def sync(self, log_id: str, master_history: list[list[int]], master_len: int,
+             new_log: bool = False) -> SyncResult:
+        """Agree with the master's log: keep the common prefix, cut what differs, take the
+        master's history. Raises Refused for another log without new_log."""
+        if not history.valid(master_history) or not master_history:
+            raise Refused("malformed epoch history")
+        started_over = False
+        if log_id != self.log_id and self._shown and not new_log:
+            raise Refused(f"this replica holds log {self.log_id} ({len(self._shown)} messages); "
+                          f"refusing log {log_id} without an explicit new log")
+        if log_id != self.log_id:
+            keep, started_over = 0, self.log_id is not None
+        else:
+            keep = history.common_prefix(self.history, len(self._shown), master_history,
+                                         master_len)
+        dropped = self._shown[keep:]
+        self._shown = self._shown[:keep]      # a new list: readers of the old one are safe
         self._held = {}
-        return reset
+        self.log_id, self.history = log_id, [list(p) for p in master_history]
+        return SyncResult(keep, dropped, started_over)
+
+    def check(self, log_id: object, epoch: object, first_seq: int) -> None:
+        """Refuse a replicate call that is not for the log and epoch synced, or too far ahead
+        (the hold-back map must stay bounded)."""
+        if log_id != self.log_id or epoch != self.epoch:
+            raise Refused(f"not synced with log {log_id} epoch {epoch} (this replica follows "
+                          f"log {self.log_id} epoch {self.epoch}); the master must sync first")
+        if first_seq > len(self._shown) + 1 + self.max_ahead:
+            raise Refused(f"first_seq {first_seq} is more than {self.max_ahead} past the ack "
+                          f"{len(self._shown)}")
 
     def store(self, first_seq: int, messages: list[str]) -> StoreResult:
         """Store messages[i] at seq first_seq + i."""
@@ -128,3 +217,10 @@ class ReplicaLog:
 
     def messages(self) -> list[str]:
         return list(self._shown)
+
+    def shown_since(self, first_seq: int) -> list[str]:
+        return self._shown[first_seq - 1:]
+
+    def snapshot(self) -> list[str]:
+        """The shown list itself (see MasterLog.snapshot)."""
+        return self._shown

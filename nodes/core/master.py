@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from . import history as hist
 from .concern import Waits, holders
 from .health import HealthPolicy, Quorum, Status, quorum
 from .log import MasterLog
@@ -13,7 +14,9 @@ from .progress import Backoff, Progress
 
 
 class ReadOnly(Exception):
-    """The master has no quorum and refuses appends."""
+    """The master has no quorum (or is still recovering its log) and refuses appends."""
+
+SAME = object()   # on_answer(): "the peer follows the master's own log and epoch"
 
 
 @dataclass(frozen=True)
@@ -30,35 +33,62 @@ class Batch:
     messages: list[str]
 
 
+@dataclass(frozen=True)
+class Sync:
+    """The secondary follows another log or epoch: it must sync before it is sent entries."""
+    log_id: str
+    history: list[list[int]]
+    last_seq: int
+
+
 class MasterState:
+    """durable: the highest seq on the master's own disk; with a volatile (in-memory) log it
+    follows every append. recovering: a reason to refuse appends until the log is known."""
+
     def __init__(self, policy: HealthPolicy | None = None, backoff: Backoff | None = None,
                  named: tuple[str, ...] | list[str] = (), max_batch: int = 10_000,
-                 max_batch_bytes: int = 4 << 20) -> None:
+                 max_batch_bytes: int = 4 << 20, volatile: bool = True,
+                 max_keys: int = 100_000, now: float = 0.0) -> None:
         self.policy = policy or HealthPolicy()
         self.backoff = backoff or Backoff()
         self.max_batch = max_batch
         self.max_batch_bytes = max_batch_bytes
-        self.log = MasterLog()
+        self.volatile = volatile
+        self.log = MasterLog(max_keys, track_keys=not volatile)
+        self.log_id: str = ""
+        self.history: list[list[int]] = [[1, 1]]
+        self.durable = 0
+        self.recovering: str | None = None
         self.peers: dict[str, Progress] = {}
         self.waits = Waits()
         self.read_only = False
         for name in named:
-            self.add_peer(name)
+            self.add_peer(name, now)
+
+    @property
+    def epoch(self) -> int:
+        return hist.last_epoch(self.history)
+
+    def begin(self, log_id: str, history: list[list[int]], durable: int) -> None:
+        """Serve log_id from now on, with this epoch history, its first `durable` entries
+        already on disk."""
+        self.log_id, self.history, self.durable = log_id, history, durable
+        self.recovering = None
 
     # -- membership -------------------------------------------------------------------
     @property
     def cluster_size(self) -> int:
         return 1 + len(self.peers)
 
-    def add_peer(self, name: str) -> bool:
+    def add_peer(self, name: str, now: float) -> bool:
         if name in self.peers:
             return False
-        self.peers[name] = Progress()
+        self.peers[name] = Progress(known_since=now)
         return True
 
-    def set_uri(self, name: str, uri: str) -> str:
+    def set_uri(self, name: str, uri: str, now: float) -> str:
         """Record where a secondary is registered; 'new', 'moved' or 'same'."""
-        added = self.add_peer(name)
+        added = self.add_peer(name, now)
         peer = self.peers[name]
         old, peer.uri = peer.uri, uri
         if old != uri:
@@ -69,7 +99,7 @@ class MasterState:
 
     # -- appends and write concern ----------------------------------------------------
     def acks(self, seq: int) -> int:
-        return holders(seq, [p.acked for p in self.peers.values()])
+        return holders(seq, [p.acked for p in self.peers.values()], self.durable)
 
     def append(self, message: str, w: int, now: float, key: str | None = None,
                token: Any = None) -> Appended:
@@ -78,20 +108,39 @@ class MasterState:
         if key is None or self.log.seq_of(key) is None:
             self._check_writable(now)
         seq, created = self.log.append(message, key)
+        if created and self.volatile:
+            self.durable = seq
         return self._wait_for(seq, created, w, token)
 
     def append_many(self, messages: list[str], w: int, now: float, token: Any = None) -> Appended:
         self._check_writable(now)
         _, last = self.log.extend(messages)
+        if self.volatile:
+            self.durable = last
         return self._wait_for(last, True, w, token)
 
     def _check_writable(self, now: float) -> None:
+        if self.recovering is not None:
+            raise ReadOnly(self.recovering)
         # the hot path of every append: count answering secondaries, as quorum() does
         horizon = now - self.policy.unhealthy_after
-        available = 1 + sum(1 for p in self.peers.values()
-                            if p.last_answer is not None and p.last_answer > horizon)
+        available = 1
+        for p in self.peers.values():
+            seen = p.last_answer if p.last_answer is not None else p.known_since
+            if seen is not None and seen > horizon:
+                available += 1
         if available < self.cluster_size // 2 + 1:
             raise ReadOnly(self.quorum(now).reason())
+
+    def on_durable(self, seq: int) -> list[Any]:
+        """The master's disk holds every entry up to seq; returns the waits now met."""
+        self.durable = max(self.durable, seq)
+        return self._release()
+
+    def _release(self) -> list[Any]:
+        if not self.waits:
+            return []
+        return self.waits.release([p.acked for p in self.peers.values()], self.durable)
 
     def _wait_for(self, seq: int, created: bool, w: int, token: Any) -> Appended:
         acks = self.acks(seq)
@@ -102,27 +151,45 @@ class MasterState:
         self.waits.cancel(wait_id)
 
     # -- replication --------------------------------------------------------------------
-    def next_batch(self, name: str, now: float) -> Batch | None:
-        """What to send to this secondary now: everything after its ACK, in one batch."""
+    def synced(self, name: str) -> bool:
         peer = self.peers[name]
-        if peer.uri is None or now < peer.retry_at or peer.acked >= self.log.last_seq:
+        return peer.log_id == self.log_id and peer.epoch == self.epoch
+
+    def next_batch(self, name: str, now: float) -> Batch | Sync | None:
+        """What to send to this secondary now: a Sync when it follows another log or epoch,
+        else everything after its ACK (up to what the master's disk holds), in one batch."""
+        peer = self.peers[name]
+        if peer.uri is None or now < peer.retry_at or self.recovering is not None:
+            return None
+        if not self.synced(name):
+            return Sync(self.log_id, self.history, self.log.last_seq)
+        if peer.acked >= self.durable:
             return None
         first = peer.acked + 1
-        return Batch(first, self.log.entries(first, self.max_batch, self.max_batch_bytes))
+        return Batch(first, self.log.entries(first, min(self.max_batch, self.durable - peer.acked),
+                                             self.max_batch_bytes))
 
     def wake_at(self, name: str) -> float | None:
         """When next_batch may have something for this secondary without new appends."""
         peer = self.peers[name]
-        if peer.uri is None or peer.acked >= self.log.last_seq:
+        if peer.uri is None or (peer.acked >= self.durable and self.synced(name)):
             return None
         return peer.retry_at
 
-    def on_answer(self, name: str, instance: str, ack: int, now: float) -> tuple[bool, list[Any]]:
-        """A secondary answered (replicate or heartbeat). Returns (restarted, released tokens)."""
+    def on_answer(self, name: str, instance: str, ack: int, now: float, log_id: Any = SAME,
+                  epoch: Any = SAME) -> tuple[bool, list[Any]]:
+        """A secondary answered (replicate, heartbeat or sync) with the log and epoch it
+        follows. Returns (restarted, released tokens). Until it follows this master's log
+        and epoch its entries may differ from the master's, so it holds nothing that counts."""
         peer = self.peers[name]
-        restarted = peer.on_answer(instance, min(ack, self.log.last_seq), now)
-        released = self.waits.release([p.acked for p in self.peers.values()]) if self.waits else []
-        return restarted, released
+        peer.log_id = self.log_id if log_id is SAME else log_id
+        peer.epoch = self.epoch if epoch is SAME else epoch
+        counted = min(ack, self.log.last_seq) if self.synced(name) else 0
+        restarted = peer.on_answer(instance, counted, now)
+        return restarted, self._release()
+
+    def on_sent(self, name: str, count: int) -> None:
+        self.peers[name].sent += count
 
     def on_failure(self, name: str, now: float, rand: Callable[[], float]) -> float:
         """A replicate call failed; returns how long to wait before trying again."""
@@ -130,7 +197,8 @@ class MasterState:
 
     # -- health and quorum ------------------------------------------------------------
     def status(self, name: str, now: float) -> Status:
-        return self.policy.status(self.peers[name].last_answer, now)
+        peer = self.peers[name]
+        return self.policy.status(peer.last_answer, now, peer.known_since)
 
     def quorum(self, now: float) -> Quorum:
         return quorum([self.status(name, now) for name in self.peers])
@@ -149,19 +217,23 @@ class MasterState:
         last = self.log.last_seq
         return {
             "role": "master",
-            "read_only": not q.ok,
-            "reason": q.reason(),
+            "read_only": not q.ok or self.recovering is not None,
+            "reason": self.recovering or q.reason(),
             "last_seq": last,
+            "durable_seq": self.durable,
+            "epoch": self.epoch,
             "waiting": len(self.waits),
             "quorum": {"size": q.size, "needed": q.needed, "available": q.available},
             "secondaries": {
                 name: {
-                    "status": self.policy.status(p.last_answer, now).value,
+                    "status": self.status(name, now).value,
                     "acked_seq": p.acked,
                     "lag": last - p.acked,
                     "last_answer_age": None if p.last_answer is None
                     else round(now - p.last_answer, 3),
                     "uri": p.uri,
+                    "synced": self.synced(name),
+                    "sent": p.sent,
                 }
                 for name, p in sorted(self.peers.items())
             },

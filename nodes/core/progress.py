@@ -30,6 +30,10 @@ class Progress:
     """
     acked: int = 0
     instance: str | None = None
+    known_since: float | None = None   # when the master learned of it
+    log_id: str | None = None          # the log and epoch it last said it follows
+    epoch: int = 0
+    sent: int = 0                      # messages sent to this incarnation
     failures: int = 0
     retry_at: float = 0.0
     last_answer: float | None = None
@@ -41,6 +45,7 @@ class Progress:
         if instance != self.instance:
             self.instance = instance
             self.acked = ack
+            self.sent = 0
         else:
             # ACKs of one incarnation only grow; a late heartbeat may carry an older one
             self.acked = max(self.acked, ack)
@@ -48,6 +53,11 @@ class Progress:
         self.failures = 0
         self.retry_at = 0.0
         return restarted
+
+    @property
+    def seen(self) -> float | None:
+        """The last answer, or (never answered) when it became known: the health clock."""
+        return self.last_answer if self.last_answer is not None else self.known_since
 
     def on_failure(self, now: float, backoff: Backoff, rand: Callable[[], float]) -> float:
         self.failures += 1

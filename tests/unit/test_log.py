@@ -1,4 +1,6 @@
-from nodes.core.log import MasterLog, ReplicaLog
+import pytest
+
+from nodes.core.log import MasterLog, Refused, ReplicaLog
 
 
 def test_master_log_numbers_messages_from_one():
@@ -29,7 +31,6 @@ def test_master_log_extend_and_entries_respect_count_and_bytes():
 
 def test_replica_in_order_and_ack():
     r = ReplicaLog()
-    r.adopt("L")
     res = r.store(1, ["a", "b"])
     assert (res.ack, res.stored, res.duplicates) == (2, 2, 0)
     assert r.messages() == ["a", "b"]
@@ -76,10 +77,34 @@ def test_replica_batch_overlapping_prefix_and_gap():
     assert res.ack == 6 and r.messages() == list("abcdef") and r.held_back == 0
 
 
-def test_replica_new_log_id_starts_afresh():
+def test_replica_sync_adopts_a_log_only_when_empty_or_explicitly_new():
     r = ReplicaLog()
-    assert r.adopt("one") is False
+    assert r.sync("one", [[1, 1]], 0).keep == 0 and r.log_id == "one"
     r.store(1, ["a", "b"])
-    assert r.adopt("one") is False and r.ack == 2
-    assert r.adopt("two") is True
-    assert r.ack == 0 and r.messages() == []
+    with pytest.raises(Refused):
+        r.sync("two", [[1, 1]], 5)        # a rogue or confused caller: the log stays
+    assert r.log_id == "one" and r.messages() == ["a", "b"]
+    res = r.sync("two", [[1, 1]], 0, new_log=True)
+    assert res.new_log and res.dropped == ["a", "b"] and r.ack == 0 and r.log_id == "two"
+
+
+def test_replica_sync_keeps_the_common_prefix_and_cuts_the_rest():
+    r = ReplicaLog()
+    r.sync("L", [[1, 1]], 0)
+    r.store(1, ["a", "b", "c", "d"])
+    # the master restarted after seq 2 (epoch 2 from seq 3): c and d are not in its log
+    res = r.sync("L", [[1, 1], [2, 3]], 5)
+    assert res.keep == 2 and res.dropped == ["c", "d"] and r.epoch == 2
+    # the same epoch and a longer master log: everything stays
+    r.store(3, ["C"])
+    assert r.sync("L", [[1, 1], [2, 3]], 9).keep == 3
+
+
+def test_replica_refuses_another_log_a_stale_epoch_or_far_ahead():
+    r = ReplicaLog(max_ahead=10)
+    r.sync("L", [[1, 1], [3, 1]], 0)
+    r.check("L", 3, 1)
+    for args in [("X", 3, 1), ("L", 2, 1), ("L", 3, 12)]:
+        with pytest.raises(Refused):
+            r.check(*args)
+    r.check("L", 3, 11)

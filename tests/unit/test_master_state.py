@@ -8,7 +8,7 @@ from nodes.core.progress import Backoff
 def make(named=("s1", "s2"), **kw):
     st = MasterState(HealthPolicy(1.0, 3.0), Backoff(0.1, 1.0), named=named, **kw)
     for n in named:
-        st.set_uri(n, f"PYRO:x@{n}:1")
+        st.set_uri(n, f"PYRO:x@{n}:1", 0.0)
         st.on_answer(n, "inst-" + n, 0, now=0.0)
     return st
 
@@ -61,7 +61,7 @@ def test_failure_backs_off_until_retry_time():
 
 def test_unknown_uri_means_nothing_to_send():
     st = MasterState(named=["s1", "s2"])
-    st.set_uri("s2", "PYRO:s2")
+    st.set_uri("s2", "PYRO:s2", 0.0)
     st.on_answer("s2", "i", 0, now=0.0)
     st.append("m", 1, now=0.0)
     assert st.next_batch("s1", now=0.0) is None      # not registered yet
@@ -76,7 +76,8 @@ def test_health_report_and_lag():
     h = st.health(now=1.4)
     assert h["last_seq"] == 2
     assert h["secondaries"]["s1"] == {"status": "Healthy", "acked_seq": 2, "lag": 0,
-                                      "last_answer_age": 0.9, "uri": "PYRO:x@s1:1"}
+                                      "last_answer_age": 0.9, "uri": "PYRO:x@s1:1",
+                                      "synced": True, "sent": 0}
     assert h["secondaries"]["s2"]["status"] == "Suspected"
     assert h["secondaries"]["s2"]["lag"] == 2
     assert h["read_only"] is False
@@ -100,7 +101,7 @@ def test_read_only_without_quorum_and_back():
 
 def test_named_but_never_seen_secondary_counts_in_cluster_size():
     st = MasterState(named=["s1", "s2"])
-    st.set_uri("s1", "PYRO:s1")
+    st.set_uri("s1", "PYRO:s1", 0.0)
     st.on_answer("s1", "i", 0, now=0.0)
     assert st.cluster_size == 3
     assert st.quorum(0.1).ok          # master + s1 of 3
@@ -110,9 +111,9 @@ def test_named_but_never_seen_secondary_counts_in_cluster_size():
 
 def test_discovered_secondary_joins_cluster():
     st = make()
-    assert st.set_uri("s3", "PYRO:s3") == "new"
-    assert st.set_uri("s3", "PYRO:s3") == "same"
-    assert st.set_uri("s3", "PYRO:s3b") == "moved"
+    assert st.set_uri("s3", "PYRO:s3", 0.0) == "new"
+    assert st.set_uri("s3", "PYRO:s3", 0.0) == "same"
+    assert st.set_uri("s3", "PYRO:s3b", 0.0) == "moved"
     assert st.cluster_size == 4
 
 
@@ -154,5 +155,5 @@ def test_new_address_ends_the_backoff():
     st.append("m", 1, now=0.1)
     st.on_failure("s1", now=1.0, rand=lambda: 0.9)
     assert st.next_batch("s1", now=1.01) is None
-    assert st.set_uri("s1", "PYRO:x@s1:2") == "moved"
+    assert st.set_uri("s1", "PYRO:x@s1:2", 0.0) == "moved"
     assert st.next_batch("s1", now=1.01).messages == ["m"]

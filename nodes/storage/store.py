@@ -1,0 +1,92 @@
+"""A node's durable log: the Wal plus the node's fsync policy, for the shells to drive.
+
+    always    write, then fdatasync before the entries count (group commit: one sync covers
+              every record written since the last one)
+    interval  write; a timer syncs every interval ms; entries count once written
+    never     write; the OS flushes when it likes; entries count once written
+
+In a gevent process fdatasync runs in gevent's thread pool, so a sync never stalls the
+event loop (other requests keep running while the disk works).
+"""
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+from .wal import CorruptLog, Loaded, Wal
+
+MODES = ("always", "interval", "never")
+__all__ = ["MODES", "Store", "CorruptLog", "Loaded"]
+
+
+def _fdatasync(fd: int) -> None:
+    try:
+        from gevent import monkey
+        if monkey.is_module_patched("threading"):
+            import gevent
+            gevent.get_hub().threadpool.apply(os.fdatasync, (fd,))
+            return
+    except ImportError:
+        pass
+    os.fdatasync(fd)
+
+
+class Store:
+    def __init__(self, path: str | Path, mode: str = "always", interval_ms: float = 100.0,
+                 segment_bytes: int | None = None) -> None:
+        if mode not in MODES:
+            raise ValueError(f"fsync mode must be one of {MODES}, got {mode!r}")
+        kw = {"segment_bytes": segment_bytes} if segment_bytes else {}
+        self.wal = Wal(path, fdatasync=_fdatasync, **kw)
+        self.mode = mode
+        self.interval = interval_ms / 1000
+        self.lock = threading.Lock()
+        self._dirty = False
+        self._stop = threading.Event()
+        self.syncs = 0
+
+    @property
+    def path(self) -> Path:
+        return self.wal.path
+
+    def load(self, max_keys: int = 100_000) -> Loaded:
+        loaded = self.wal.load(max_keys)
+        if self.mode == "interval":
+            threading.Thread(target=self._sync_loop, name="fsync", daemon=True).start()
+        return loaded
+
+    def write(self, first_seq: int, messages: list[str],
+              keys: dict[int, str] | None = None) -> None:
+        with self.lock:
+            self.wal.append(first_seq, messages, keys)
+            self._dirty = True
+
+    def commit(self) -> None:
+        """Called after write(): returns when the entries count as held, per the mode."""
+        if self.mode == "always":
+            self.sync()
+
+    def sync(self) -> None:
+        with self.lock:
+            if self._dirty:
+                self._dirty = False
+                self.wal.sync()
+                self.syncs += 1
+
+    def _sync_loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.sync()
+
+    def truncate(self, keep: int) -> None:
+        with self.lock:
+            self.wal.truncate(keep)
+
+    def save_meta(self, log_id: str, history: list[list[int]]) -> None:
+        with self.lock:
+            self.wal.save_meta(log_id, history)
+
+    def close(self) -> None:
+        self._stop.set()
+        with self.lock:
+            self.wal.close()
