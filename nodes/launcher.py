@@ -65,7 +65,10 @@ def http_json(method: str, url: str, body: Any = None, timeout: float = 10.0) ->
 def _flags(options: dict[str, Any]) -> list[str]:
     argv: list[str] = []
     for key, value in options.items():
-        if value is None:
+        if value is None or value is False:
+            continue
+        if value is True:
+            argv.append("--" + key.replace("_", "-"))
             continue
         if isinstance(value, (list, tuple)):
             value = ",".join(value)

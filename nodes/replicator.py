@@ -374,12 +374,12 @@ class Master:
                 wait.event.set()
 
     # -- replication ----------------------------------------------------------------------
-    def _answered(self, name: str, reply: dict, how: str) -> None:
+    def _answered(self, name: str, reply: dict, how: str, sent: int = 0) -> None:
         with self.cond:
             was_synced = self.state.synced(name)
             restarted, released = self.state.on_answer(
                 name, reply["instance"], reply["ack"], self.clock(),
-                reply.get("log_id", SAME), reply.get("epoch", SAME))
+                reply.get("log_id", SAME), reply.get("epoch", SAME), sent)
             for wait in released:
                 wait.acks = self.state.acks(wait.seq)
             peer = self.state.peers[name]
@@ -395,6 +395,8 @@ class Master:
             self._catching_up[name] = (time.monotonic(), acked)
             logger.info("catching up {} from seq={}: {} messages to send", name, acked + 1,
                         durable - acked)
+        elif (restarted or synced_now) and sent:
+            logger.info("{} caught up at seq={}: sent {} messages", name, acked, sent)
         elif name in self._catching_up and acked >= durable:
             t0, start = self._catching_up.pop(name)
             logger.info("{} caught up at seq={}: sent {} messages (it lacked {}) in {:.2f} s",
@@ -436,9 +438,7 @@ class Master:
                 proxy = self._failed(name, proxy, f"replicate to {name} seq={first}.."
                                                   f"{first + count - 1}", e)
                 continue
-            with self.cond:
-                self.state.on_sent(name, count)
-            self._answered(name, reply, "replicate")
+            self._answered(name, reply, "replicate", sent=count)
             logger.debug("replicate to {} seq={}..{} count={} ack={} in {:.1f} ms", name, first,
                          first + count - 1, count, reply["ack"],
                          (time.perf_counter() - started) * 1000)

@@ -82,7 +82,7 @@ class Secondary:
                 result = self.log.sync(log_id, history, last_seq, bool(new_log))
             except Refused as e:
                 self._refuse("sync", e)
-                raise
+                raise PermissionError(str(e)) from None
             if result.new_log:
                 logger.warning("started over on the master's new log {} (explicit new log): "
                                "dropped {} messages of log {}", log_id, len(result.dropped),
@@ -115,7 +115,7 @@ class Secondary:
                 self.log.check(log_id, epoch, first_seq)
             except Refused as e:
                 self._refuse(f"replicate seq={first_seq}", e)
-                raise
+                raise PermissionError(str(e)) from None
             before = self.log.ack
             result = self.log.store(first_seq, messages)
             if self.store is not None and result.ack > before:

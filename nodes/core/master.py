@@ -177,19 +177,18 @@ class MasterState:
         return peer.retry_at
 
     def on_answer(self, name: str, instance: str, ack: int, now: float, log_id: Any = SAME,
-                  epoch: Any = SAME) -> tuple[bool, list[Any]]:
+                  epoch: Any = SAME, sent: int = 0) -> tuple[bool, list[Any]]:
         """A secondary answered (replicate, heartbeat or sync) with the log and epoch it
-        follows. Returns (restarted, released tokens). Until it follows this master's log
-        and epoch its entries may differ from the master's, so it holds nothing that counts."""
+        follows; `sent` messages were in the call. Returns (restarted, released tokens).
+        Until it follows this master's log and epoch its entries may differ from the
+        master's, so it holds nothing that counts."""
         peer = self.peers[name]
         peer.log_id = self.log_id if log_id is SAME else log_id
         peer.epoch = self.epoch if epoch is SAME else epoch
         counted = min(ack, self.log.last_seq) if self.synced(name) else 0
         restarted = peer.on_answer(instance, counted, now)
+        peer.sent += sent
         return restarted, self._release()
-
-    def on_sent(self, name: str, count: int) -> None:
-        self.peers[name].sent += count
 
     def on_failure(self, name: str, now: float, rand: Callable[[], float]) -> float:
         """A replicate call failed; returns how long to wait before trying again."""

@@ -142,11 +142,12 @@ def test_gap_is_held_back_until_filled(cluster):
     s = cluster.start_secondary("solo", error_rate=0.5)
     with Pyro5.api.Proxy(f"PYRONAME:replog.secondary.solo@127.0.0.1:{cluster.ns_port}") as p:
         p._pyroTimeout = 10
+        assert p.sync("log-A", [[1, 1]], 0)["ack"] == 0     # as the master does first
 
         def deliver(first, msgs):
             for _ in range(50):        # the secondary fails half the calls after storing
                 try:
-                    return p.replicate("log-A", first, msgs)["ack"]
+                    return p.replicate("log-A", 1, first, msgs)["ack"]
                 except RuntimeError:
                     continue
             raise AssertionError("never acknowledged")
@@ -160,7 +161,7 @@ def test_gap_is_held_back_until_filled(cluster):
         assert requests.get(s.url + "/messages", timeout=5).json()["messages"] == \
             ["m1", "m2", "m3", "m4"]
         with pytest.raises(ValueError):
-            p.replicate("log-A", 0, ["bad"])
+            p.replicate("log-A", 1, 0, ["bad"])
 
 
 def test_w_checked_against_cluster_size_not_live_nodes_and_timeout_504(cluster, http):
