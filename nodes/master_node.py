@@ -119,13 +119,16 @@ def main(argv: list[str] | None = None) -> None:
                            args.discovery_interval, args.startup_wait),
                     locate_ns_factory(args), max_batch=args.max_batch, store=store,
                     new_log=args.new_log, max_keys=args.max_keys)
-    try:
-        master.start()
-    except CorruptLog as e:
-        logger.error("cannot start: the log in {} is corrupt: {}", args.data_dir, e)
-        raise SystemExit(1) from None
+
+    def start() -> None:   # once the ports are bound and no live master holds the name
+        try:
+            master.start()
+        except CorruptLog as e:
+            logger.error("cannot start: the log in {} is corrupt: {}", args.data_dir, e)
+            raise SystemExit(1) from None
+
     run_node(args, MasterAPI(master), rpc.MASTER_NAME, master_app(master, args.max_body),
-             on_stop=master.stop)
+             on_stop=master.stop, on_bound=start)
 
 
 if __name__ == "__main__":

@@ -1,24 +1,91 @@
-"""What both node entry points share: start Pyro5 + HTTP, register, stop cleanly."""
+"""What both node entry points share: bind Pyro5 + HTTP, check the name server, register,
+serve, stop cleanly.
+
+Start-up order matters: a node first binds both its ports (a port in use ends it before it
+touched the cluster), then finds the name server (giving up after --ns-wait with one line
+that says what to start), then refuses to start when its name is registered to a node that
+still answers; only then does it start its service (`on_bound`) and register."""
 from __future__ import annotations
 
 import signal
 import threading
-from typing import Any
+from typing import Any, Callable, NoReturn
 
 import gevent
 import Pyro5.api
+import Pyro5.errors
 from loguru import logger
 
 from . import rpc
 from .web import create_http_server
 
+PING_TIMEOUT = 1.0   # how long a registered node has to answer before its entry counts as stale
 
-def run_node(args: Any, obj: Any, pyro_name: str, app: Any, on_stop: Any = None) -> None:
+
+def fatal(message: str, *args: Any) -> NoReturn:
+    """One clear line in the log, exit status 1, no traceback."""
+    logger.error("cannot start: " + message, *args)
+    raise SystemExit(1)
+
+
+def _stop_before_serving(signum: int, frame: Any) -> None:
+    # explicit, because a shell starting us in the background may have ignored SIGINT
+    logger.info("stopping before serving ({})", signal.Signals(signum).name)
+    raise SystemExit(0)
+
+
+def answers(uri: str, timeout: float = PING_TIMEOUT) -> bool:
+    """Does the Pyro5 object at `uri` answer (connect + handshake) within `timeout`?"""
+    try:
+        with rpc.proxy(uri, timeout, serializer=None) as p:
+            p._pyroBind()
+        return True
+    except Pyro5.errors.PyroError:
+        return False
+    except OSError:
+        return False
+
+
+def run_node(args: Any, obj: Any, pyro_name: str, app: Any, on_stop: Any = None,
+             on_bound: Callable[[], None] | None = None) -> None:
     """Serve `obj` over Pyro5 (registered as pyro_name) and `app` over HTTP until
-    SIGTERM/SIGINT, then unregister and stop. Blocks. Expects a gevent-patched process."""
+    SIGTERM/SIGINT, then unregister and stop. Blocks. Expects a gevent-patched process.
+    `on_bound` (the master's start-up) runs once the ports are bound and the name is free,
+    before the node registers and answers HTTP."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _stop_before_serving)
     rpc.configure(args.max_connections)
-    ns = rpc.locate_ns(args.ns_host, args.ns_port, timeout=5.0, wait=args.ns_wait)
-    daemon = rpc.make_daemon(args.host, args.pyro_port, args.advertise_host)
+    try:
+        server = create_http_server(app, args.host, args.http_port, args.max_connections,
+                                    args.max_body)
+    except OSError as e:
+        fatal("HTTP port {}:{} is not available ({}): another process listens there; "
+              "choose another with --http-port", args.host, args.http_port,
+              e.strerror or e)
+    try:
+        daemon = rpc.make_daemon(args.host, args.pyro_port, args.advertise_host)
+    except (OSError, Pyro5.errors.CommunicationError) as e:
+        fatal("Pyro5 port {}:{} is not available ({}): choose another with --pyro-port "
+              "(0: any free)", args.host, args.pyro_port, getattr(e, "strerror", None) or e)
+    try:
+        ns = rpc.locate_ns(args.ns_host, args.ns_port, timeout=5.0, wait=args.ns_wait)
+    except Pyro5.errors.PyroError:
+        fatal("no name server at {}:{} after {:g} s (--ns-wait): start it first with "
+              "`python -m nameserver --host {} --port {}`, or point --ns-host/--ns-port at "
+              "the running one", args.ns_host, args.ns_port, args.ns_wait, args.ns_host,
+              args.ns_port)
+    try:
+        registered = ns.list(prefix=pyro_name).get(pyro_name)
+    except Pyro5.errors.PyroError as e:
+        fatal("the name server at {}:{} stopped answering: {}", args.ns_host, args.ns_port, e)
+    if registered and answers(registered):
+        fatal("{} is registered in the name server to {}, which answers: that node is "
+              "running; stop it first, or give this one another name", pyro_name, registered)
+    if registered:
+        logger.info("{} was registered to {}, which does not answer: replacing it",
+                    pyro_name, registered)
+    if on_bound is not None:
+        on_bound()
     uri = daemon.register(obj, objectId=pyro_name)
     ns.register(pyro_name, uri, safe=False)
     logger.info("registered {} as {}", pyro_name, uri)
@@ -28,8 +95,6 @@ def run_node(args: Any, obj: Any, pyro_name: str, app: Any, on_stop: Any = None)
     threading.Thread(target=_keep_registered, args=(args, pyro_name, str(uri), stop),
                      name="registration", daemon=True).start()
 
-    server = create_http_server(app, args.host, args.http_port, args.max_connections,
-                                args.max_body)
     logger.info("HTTP on http://{}:{}", args.host, server.effective_port)
     for sig in (signal.SIGTERM, signal.SIGINT):
         gevent.signal_handler(sig, server.stop)
