@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import signal
 
+import Pyro5.errors
 import Pyro5.nameserver
 from loguru import logger
 
@@ -29,15 +30,23 @@ def main(argv: list[str] | None = None) -> None:
     logs.setup("nameserver", args.log_level)
     rpc.configure(threadpool_size=200)
     nat = rpc.advertised_host(args.host, args.advertise_host)
-    uri, daemon, _ = Pyro5.nameserver.start_ns(host=args.host, port=args.port,
-                                                enableBroadcast=False, nathost=nat,
-                                                natport=0 if nat else None)
-    logger.info("name server at {}", uri)
 
     def stop(signum, frame):
         raise SystemExit(0)
 
+    # both, explicitly: a shell starting us in the background may have ignored SIGINT
     signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        uri, daemon, _ = Pyro5.nameserver.start_ns(host=args.host, port=args.port,
+                                                    enableBroadcast=False, nathost=nat,
+                                                    natport=0 if nat else None)
+    except (OSError, Pyro5.errors.CommunicationError) as e:
+        logger.error("cannot start: port {}:{} is not available ({}): another name server "
+                     "or program listens there; choose another with --port",
+                     args.host, args.port, getattr(e, "strerror", None) or e)
+        raise SystemExit(1) from None
+    logger.info("name server at {}", uri)
     try:
         daemon.requestLoop()
     except (SystemExit, KeyboardInterrupt):
