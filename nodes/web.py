@@ -183,6 +183,16 @@ def secondary_app(secondary: "Secondary", max_body: int) -> bottle.Bottle:
     app = json_app()
     _read_routes(app, secondary)
 
+    @app.route("/messages", ["POST", "PUT", "PATCH", "DELETE"])
+    def write_to_secondary():
+        master = getattr(secondary, "master_url", None)   # known only if the node learns it
+        message = (f"{secondary.name} is a secondary and read-only: writes go to the master "
+                   + (f"(POST {master}/messages)" if master else "(POST to the master)"))
+        note(message)
+        response = _json(405, {"error": message, **({"master": master} if master else {})})
+        response.set_header("Allow", "GET")
+        raise response
+
     @app.post("/faults")
     def post_faults():
         try:
