@@ -1,0 +1,305 @@
+"""The launcher as users run it (python -m nodes.launcher / scripts/run.sh, a real process):
+a node that dies or is paused leaves the cluster running, the printed restart command
+works, --restart always brings a node back, a second launcher on taken ports starts nothing,
+and README's fault walkthrough works as written."""
+import os
+import random
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from nodes.launcher import ROOT, port_taken, proc_state, wait_until
+
+README = ROOT / "README.md"
+
+
+def free_base(count: int) -> int:
+    """A base port such that base..base+count are all free."""
+    for _ in range(200):
+        base = random.randrange(20_000, 40_000)
+        if not any(port_taken(base + i) for i in range(count + 1)):
+            return base
+    raise RuntimeError("no run of free ports")
+
+
+def free_ports():
+    """(base_port, ns_port), all free, for a launcher with two secondaries."""
+    base = free_base(3)
+    ns = base + 3
+    return base, ns
+
+
+class Launched:
+    """A launcher subprocess with its stdout and stderr in files we can read while it runs."""
+
+    def __init__(self, tmp: Path, *flags: str, argv_head=None, name="launcher", env=None):
+        self.base, self.ns = free_ports()
+        self.root = tmp / f"{name}-data"
+        self.out_path, self.err_path = tmp / f"{name}.out", tmp / f"{name}.err"
+        self._out, self._err = open(self.out_path, "wb"), open(self.err_path, "wb")
+        argv = (argv_head or [sys.executable, "-m", "nodes.launcher"]) + [
+            "--base-port", str(self.base), "--ns-port", str(self.ns),
+            "--data-root", str(self.root), *flags]
+        self.popen = subprocess.Popen(argv, cwd=ROOT, stdout=self._out, stderr=self._err,
+                                      stdin=subprocess.DEVNULL, env=env)
+
+    def url(self, i: int = 0) -> str:
+        return f"http://127.0.0.1:{self.base + i}"
+
+    @property
+    def out(self) -> str:
+        return self.out_path.read_text(errors="replace")
+
+    @property
+    def err(self) -> str:
+        return self.err_path.read_text(errors="replace")
+
+    def pid(self, name: str) -> int:
+        return int((self.root / f"{name}.pid").read_text())
+
+    def wait_started(self, timeout: float = 60) -> "Launched":
+        def started():
+            assert self.popen.poll() is None, f"launcher exited:\n{self.err[-3000:]}"
+            return "Ctrl-C stops them all" in self.out
+        wait_until(started, timeout, what="the launcher's table of nodes")
+        return self
+
+    def health(self, i: int = 0) -> dict:
+        return requests.get(self.url(i) + "/health", timeout=5).json()
+
+    def stop(self) -> int:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGINT)
+            try:
+                self.popen.wait(30)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        self._out.close()
+        self._err.close()
+        return self.popen.returncode
+
+
+@pytest.fixture
+def launch(tmp_path):
+    started = []
+
+    def start(*flags, **kw):
+        launched = Launched(tmp_path, *flags, **kw)
+        started.append(launched)
+        return launched
+
+    yield start
+    for launched in started:
+        launched.stop()
+        print(f"----- {launched.err_path.name} (tail) -----\n{launched.err[-4000:]}")
+
+
+def post(url, message, w=None, timeout=30):
+    body = {"message": message} if w is None else {"message": message, "w": w}
+    return requests.post(url + "/messages", json=body, timeout=timeout)
+
+
+def status(launched, name):
+    return launched.health()["secondaries"][name]["status"]
+
+
+def test_kill_and_pause_leave_the_cluster_running_and_the_printed_command_restarts(launch):
+    cl = launch().wait_started()
+    wait_until(lambda: not cl.health()["read_only"], 30, what="master writable")
+    assert post(cl.url(), "one", w=3).status_code == 201
+
+    os.kill(cl.pid("secondary1"), signal.SIGKILL)
+    cmd_line = wait_until(
+        lambda: next((line for line in cl.out.splitlines()
+                      if "-m nodes.secondary_node" in line and "--name secondary1" in line), None),
+        30, what="the restart command of secondary1")
+    assert "killed by SIGKILL" in cl.err and "the cluster runs on" in cl.err
+    assert f"--http-port {cl.base + 1}" in cmd_line
+    assert f"--data-dir {cl.root / 'secondary1'}" in cmd_line
+    assert cl.popen.poll() is None                      # the launcher and the rest run on
+    assert post(cl.url(), "two", w=2).status_code == 201
+    assert (cl.root / "start-secondary1.sh").read_text().strip().endswith(cmd_line)
+
+    s2 = cl.pid("secondary2")
+    os.kill(s2, signal.SIGSTOP)
+    try:
+        wait_until(lambda: f"secondary2 (pid {s2}) is paused" in cl.err, 15,
+                   what="the launcher to log the pause")
+        assert cl.popen.poll() is None
+    finally:
+        os.kill(s2, signal.SIGCONT)
+    wait_until(lambda: f"secondary2 (pid {s2}) runs again" in cl.err, 15, what="resume logged")
+
+    # the printed command, run by hand as README says, brings secondary1 back with its log
+    by_hand = subprocess.Popen(["bash", "-c", cmd_line], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_until(lambda: status(cl, "secondary1") == "Healthy", 30, what="secondary1 Healthy")
+        wait_until(lambda: requests.get(cl.url(1) + "/messages", timeout=5).json()["messages"]
+                   == ["one", "two"], 30, what="secondary1 to catch up")
+        wait_until(lambda: "secondary1 is back" in cl.err, 15, what="the launcher to notice")
+        hand_pid = cl.pid("secondary1")
+        assert post(cl.url(), "three", w=3).status_code == 201
+        assert cl.stop() == 0                           # Ctrl-C stops the hand-started one too
+        wait_until(lambda: proc_state(hand_pid) in (None, "Z"), 15, what="secondary1 to stop")
+    finally:
+        if by_hand.poll() is None:
+            os.killpg(by_hand.pid, signal.SIGKILL)
+        by_hand.wait()
+
+
+def test_restart_always_brings_a_killed_node_back(launch):
+    cl = launch("--restart", "always", "--restart-delay", "0.2").wait_started()
+    wait_until(lambda: not cl.health()["read_only"], 30, what="master writable")
+    assert post(cl.url(), "before", w=3).status_code == 201
+    old = cl.pid("secondary1")
+    os.kill(old, signal.SIGKILL)
+    wait_until(lambda: cl.pid("secondary1") != old, 30, what="a new secondary1 pid")
+    wait_until(lambda: "started secondary1 again" in cl.err, 5, what="the restart logged")
+    wait_until(lambda: status(cl, "secondary1") == "Healthy", 30, what="secondary1 Healthy")
+    assert post(cl.url(), "after", w=3).status_code == 201
+    assert requests.get(cl.url(1) + "/messages", timeout=5).json()["messages"] == ["before",
+                                                                                   "after"]
+    assert cl.popen.poll() is None
+
+
+def test_a_second_launcher_on_taken_ports_starts_nothing_and_disturbs_nothing(launch, tmp_path):
+    cl = launch().wait_started()
+    wait_until(lambda: not cl.health()["read_only"], 30, what="master writable")
+    seen, stop = [], threading.Event()
+
+    def watch():
+        with requests.Session() as s:
+            while not stop.is_set():
+                h = s.get(cl.url() + "/health", timeout=5).json()
+                seen.append((time.monotonic(), {n: v["status"] for n, v in h["secondaries"].items()},
+                             {n: v["last_answer_age"] for n, v in h["secondaries"].items()}))
+                stop.wait(0.1)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        second = subprocess.run(
+            [sys.executable, "-m", "nodes.launcher", "--base-port", str(cl.base), "--ns-port",
+             str(cl.ns), "--data-root", str(tmp_path / "second")],
+            cwd=ROOT, capture_output=True, text=True, timeout=60)
+        ended = time.monotonic()
+        # every secondary has answered a heartbeat since the second launcher ended
+        wait_until(lambda: seen[-1][0] > ended and all(
+            seen[-1][0] - age > ended for age in seen[-1][2].values()), 30,
+            what="fresh heartbeats")
+    finally:
+        stop.set()
+        watcher.join()
+    assert second.returncode != 0
+    assert f"port {cl.ns} (the name server) is taken" in second.stderr
+    assert f"port {cl.base} (HTTP of master) is taken" in second.stderr
+    assert "nodes.master_node" in second.stderr           # by what
+    assert "--base-port" in second.stderr and "--ns-port" in second.stderr
+    assert "Traceback" not in second.stderr
+    assert not (tmp_path / "second").exists()             # nothing started, nothing created
+    assert all(s == "Healthy" for _, statuses, _ in seen for s in statuses.values()), seen
+    assert post(cl.url(), "still writable", w=3).status_code == 201
+
+
+def test_fresh_wipes_the_data_root_and_data_survives_a_restart_of_the_launcher(launch):
+    cl = launch().wait_started()
+    wait_until(lambda: not cl.health()["read_only"], 30, what="master writable")
+    assert post(cl.url(), "kept", w=3).status_code == 201
+    assert cl.stop() == 0
+    again = launch("--data-root", str(cl.root), name="again").wait_started()
+    wait_until(lambda: requests.get(again.url() + "/messages", timeout=5).json()["messages"]
+               == ["kept"], 30, what="the log recovered from the data directory")
+    assert again.stop() == 0
+    fresh = launch("--data-root", str(cl.root), "--fresh", name="fresh").wait_started()
+    wait_until(lambda: not fresh.health()["read_only"], 30, what="master writable")
+    assert requests.get(fresh.url() + "/messages", timeout=5).json()["messages"] == []
+
+
+# -- README's fault walkthrough, run as written --------------------------------------------
+
+def walkthrough_steps():
+    """(command, expected output or None) pairs of README's fault walkthrough block."""
+    text = README.read_text()
+    block = text.split("<!-- walkthrough -->", 2)[1]
+    block = block.split("```console", 1)[1].split("```", 1)[0]
+    steps = []
+    for line in block.strip().splitlines():
+        if line.startswith("$ "):
+            command = re.split(r"\s{2,}# ", line[2:], maxsplit=1)[0].strip()
+            steps.append([command, None])
+        elif steps and line.strip():
+            steps[-1][1] = line.strip()
+    return steps
+
+
+def test_readme_walkthrough_steps_are_found():
+    steps = walkthrough_steps()
+    assert steps[0][0] == "bash scripts/run.sh &"
+    assert any(c.startswith("kill -9") for c, _ in steps)
+    assert any(e and "read-only" in e for _, e in steps)
+
+
+def test_readme_fault_walkthrough_works_as_written(tmp_path):
+    """Every command of the walkthrough, on free ports (README's 5000-5002, 9090 and
+    .replog-data replaced); an output shown in README must match the real one up to its
+    '...'. A `sleep N; CMD` step polls CMD until it matches, with a deadline."""
+    base, ns = free_ports()
+    root = tmp_path / "data"
+
+    def local(command):
+        for i in range(3):
+            command = command.replace(f"localhost:{5000 + i}", f"localhost:{base + i}")
+        return command.replace(".replog-data", str(root))
+
+    env = dict(os.environ, REPLOG_BASE_PORT=str(base), REPLOG_NS_PORT=str(ns),
+               REPLOG_DATA_ROOT=str(root))
+    background = []
+    log = open(tmp_path / "run.out", "wb")
+
+    def run(command):
+        return subprocess.run(["bash", "-c", command], cwd=ROOT, env=env, capture_output=True,
+                              text=True, timeout=60).stdout.strip()
+
+    def matches(actual, expected):
+        return expected is None or actual.startswith(expected.split("...")[0])
+
+    try:
+        for command, expected in walkthrough_steps():
+            command = local(command)
+            if command.endswith("&"):
+                background.append(subprocess.Popen(["bash", "-c", command[:-1]], cwd=ROOT,
+                                                   env=env, stdout=log, stderr=log,
+                                                   start_new_session=True))
+                if "run.sh" in command:
+                    wait_until(lambda: "Ctrl-C stops them all" in
+                               (tmp_path / "run.out").read_text(), 120, what="run.sh's table")
+                continue
+            sleep = re.match(r"sleep ([0-9.]+); (.*)", command)
+            if sleep or len(background) > 1:   # waiting for a fault, or a node to come back
+                cmd = sleep.group(2) if sleep else command
+                wait_until(lambda: matches(run(cmd), expected),
+                           float(sleep.group(1)) + 20 if sleep else 30, what=f"`{cmd}` to "
+                           f"print {expected}")
+            else:
+                actual = run(command)
+                assert matches(actual, expected), (command, actual, expected)
+    finally:
+        for p in reversed(background):
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGINT)
+                try:
+                    p.wait(30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(p.pid, signal.SIGKILL)
+        log.close()
+        print((tmp_path / "run.out").read_text(errors="replace")[-4000:])
