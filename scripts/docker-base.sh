@@ -54,8 +54,8 @@ cleanup() { rm -rf --one-file-system "$rootfs"; }
 trap cleanup EXIT
 
 # minbase + what the image needs: python3 with venv/ensurepip (pip comes from the bundled wheel),
-# CA certificates (for installing from PyPI when wheels/ is empty), tini is not needed (compose
-# uses `init: true`).
+# CA certificates (for installing from PyPI when wheels/ is empty). No init (tini) is needed:
+# every node runs as PID 1 and installs its own SIGTERM and SIGINT handlers.
 packages="python3,python3-venv,ca-certificates"
 log "debootstrap $suite (minbase + $packages) into $rootfs from $mirror"
 start=$(date +%s)

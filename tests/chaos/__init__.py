@@ -5,7 +5,7 @@ delays) into the secondaries of a local cluster while concurrent clients append 
 messages. Every operation, fault and list sample is recorded in a :class:`History`, which
 :func:`check` examines once the cluster has healed and converged.
 
-Run it with ``python -m tests.chaos --seed N --duration S``; see docs/chaos.md.
+Run it with ``.venv/bin/python -m tests.chaos --seed N --duration S``; see docs/chaos.md.
 """
 
 from .history import (  # noqa: F401

@@ -1,4 +1,4 @@
-"""CLI: ``python -m tests.chaos --seed N --duration S`` (see docs/chaos.md)."""
+"""CLI: ``.venv/bin/python -m tests.chaos --seed N --duration S`` (see docs/chaos.md)."""
 
 from __future__ import annotations
 
