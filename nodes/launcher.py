@@ -360,6 +360,7 @@ class _Member:
         self.down_since: float | None = None   # exited, not started again by us
         self.restart_at: float | None = None
         self.outside_pid: int | None = None    # started again by hand
+        self.next_look = 0.0                   # when to look for a hand-started one again
 
 
 class Launcher:
@@ -491,7 +492,8 @@ class Launcher:
                 self.log.warning("{} (pid {}, started by hand) is gone; start it again with: {}",
                                  name, m.outside_pid, self.command(name))
                 m.outside_pid = None
-            elif m.outside_pid is None and port_taken(m.port):
+            elif m.outside_pid is None and now >= m.next_look and port_taken(m.port):
+                m.next_look = now + 2.0          # reading /proc costs: not four times a second
                 pid = listener_pid(m.port)
                 if pid is not None and pid != os.getpid():
                     m.outside_pid = pid
