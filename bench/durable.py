@@ -15,6 +15,8 @@ from __future__ import annotations
 import http.client
 import json
 import statistics
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -179,6 +181,21 @@ def _summary(ms: list) -> dict:
             "p99": round(s[int(len(s) * 0.99) - 1], 2), "max": round(s[-1], 2)}
 
 
+_READER = """
+import json, signal, sys, time, urllib.request
+signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+url, n = sys.argv[1], int(sys.argv[2])
+try:
+    while True:
+        t = time.perf_counter()
+        body = json.loads(urllib.request.urlopen(url, timeout=60).read())
+        assert len(body["messages"]) >= n
+        print(round(time.perf_counter() - t, 3), flush=True)
+except SystemExit:
+    pass
+"""
+
+
 def reads_part(args, workdir: Path) -> dict:
     n = args.stored
     c = _Cluster(workdir / "reads", False)
@@ -187,21 +204,15 @@ def reads_part(args, workdir: Path) -> dict:
         fill(c.proxy(), n, args.size, args.batch, 3, "g")
         c.drained()
         quiet = _latencies(c.master.url, 3.0)
-        reads = []
-        stop = threading.Event()
-
-        def reader():
-            while not stop.is_set():
-                t = time.perf_counter()
-                status, body = http_json(c.master.url + "/messages", timeout=60)
-                reads.append(time.perf_counter() - t)
-                assert status == 200 and len(body["messages"]) >= n
-
-        th = threading.Thread(target=reader, daemon=True)
-        th.start()
+        # the reader is another process: in this one its JSON decoding would hold the GIL
+        # and stall the measuring writer, which is not what a server's writers see
+        reader = subprocess.Popen([sys.executable, "-c", _READER, c.master.url + "/messages",
+                                   str(n)], stdout=subprocess.PIPE, text=True)
+        time.sleep(0.5)            # let the first read start
         busy = _latencies(c.master.url, 6.0)
-        stop.set()
-        th.join(60)
+        reader.terminate()
+        out = reader.communicate(timeout=60)[0].split()
+        reads = [float(x) for x in out]
         return {"stored": n, "writer_alone_ms": _summary(quiet), "writer_with_reader_ms":
                 _summary(busy), "full_reads": len(reads),
                 "full_read_s": round(statistics.median(reads), 2) if reads else None}
