@@ -17,7 +17,6 @@ def test_acceptance_iteration_3(cluster, http):
     s1 = cluster.start_secondary("s1")
     master = cluster.start_master(["s1", "s2"], **FAST)
     c = Client(http, master.url)
-    c.wait_writable()
     assert c.post("Msg1", w=1).status_code == 201
     assert c.post("Msg2", w=2).status_code == 201
     msg3 = {}
@@ -49,7 +48,6 @@ def _writer(url, prefix, stop, written, w=1):
 def test_kill_9_mid_stream_and_restart_empty_catches_up(cluster, http):
     master, (s1, s2) = start_cluster(cluster, master_flags=FAST)
     c = Client(http, master.url)
-    c.wait_writable()
     stop, written = threading.Event(), []
     writers = [threading.Thread(target=_writer, args=(master.url, f"k{i}", stop, written))
                for i in range(3)]
@@ -73,7 +71,6 @@ def test_kill_9_mid_stream_and_restart_empty_catches_up(cluster, http):
 def test_pause_shows_suspected_then_unhealthy_and_recovers(cluster, http):
     master, (s1, s2) = start_cluster(cluster, master_flags=FAST)
     c = Client(http, master.url)
-    c.wait_writable()
     assert c.post("before", w=3).status_code == 201
     s2.pause()                                                  # SIGSTOP
     try:
@@ -92,7 +89,6 @@ def test_pause_shows_suspected_then_unhealthy_and_recovers(cluster, http):
 def test_quorum_lost_read_only_then_back(cluster, http):
     master, (s1, s2) = start_cluster(cluster, master_flags=FAST)
     c = Client(http, master.url)
-    c.wait_writable()
     assert c.post("one", w=3).status_code == 201
     s1.kill()
     s2.kill()
@@ -103,7 +99,7 @@ def test_quorum_lost_read_only_then_back(cluster, http):
     assert r.status_code == 503 and "read-only" in r.json()["error"]
     assert c.messages() == ["one"]                                 # GETs still work
     s1.restart()
-    c.wait_writable()
+    c.wait_writable()              # README: writable again once a quorum answers
     assert c.post("two", w=2).status_code == 201
     assert c.messages() == ["one", "two"]
     assert c.messages(s1.url) == ["one", "two"]
@@ -116,7 +112,6 @@ def test_error_injection_exactly_once_in_order(cluster, http):
                                  secondary_flags={"s1": {"error_rate": 0.3},
                                                   "s2": {"error_rate": 0.3}})
     c = Client(http, master.url)
-    c.wait_writable()
     clients, per_client = 10, 100
 
     def run(k):
@@ -168,7 +163,6 @@ def test_w_checked_against_cluster_size_not_live_nodes_and_timeout_504(cluster, 
     cluster.start_secondary("s1")
     master = cluster.start_master(["s1", "s2"], **FAST)
     c = Client(http, master.url)
-    c.wait_writable()
     assert c.post("x", w=4).status_code == 400            # larger than the cluster
     r = c.post("slow", w=3, timeout=0.5)
     assert r.status_code == 504
@@ -196,7 +190,6 @@ def test_idempotency_key(two_fast):
 def two_fast(cluster, http):
     master, secs = start_cluster(cluster, master_flags=FAST)
     c = Client(http, master.url)
-    c.wait_writable()
     return c, master, secs
 
 
@@ -204,7 +197,6 @@ def test_catch_up_uses_batches(cluster, http):
     master, (s1, s2) = start_cluster(cluster, master_flags=FAST,
                                      secondary_flags={"s2": {"log_level": "DEBUG"}})
     c = Client(http, master.url)
-    c.wait_writable()
     s2.kill()
     total = 20_000
     with Pyro5.api.Proxy(f"PYRONAME:replog.master@127.0.0.1:{cluster.ns_port}") as m:
@@ -223,14 +215,12 @@ def test_200_waiting_posts_with_a_secondary_down(cluster, http):
     cluster.start_secondary("s1")
     master = cluster.start_master(["s1", "s2"], **FAST)
     c = Client(http, master.url)
-    c.wait_writable()
     check_waiting_posts_block_nobody(c, 200, release=lambda: cluster.start_secondary("s2"))
 
 
 def test_nodes_register_again_after_name_server_restart(cluster, http):
     master, (s1, s2) = start_cluster(cluster, master_flags=FAST)
     c = Client(http, master.url)
-    c.wait_writable()
     ns = cluster.procs["nameserver"]
     ns.kill()
     ns.start()                                    # same port, empty registry
@@ -243,3 +233,47 @@ def test_nodes_register_again_after_name_server_restart(cluster, http):
                what="every node registered again")
     assert c.post("still fine", w=3).status_code == 201
     assert c.health()["name"] == "master"
+
+
+def _port_open(port):
+    import socket
+    try:
+        socket.create_connection(("127.0.0.1", port), 0.2).close()
+        return True
+    except OSError:
+        return False
+
+
+def test_post_the_instant_the_http_port_opens(cluster, http):
+    """A client that writes as soon as the master's port answers is never refused, and a
+    normal start logs no ERROR (the master asks its secondaries before it opens HTTP)."""
+    secs = [cluster.start_secondary(n) for n in ("s1", "s2")]
+    master = cluster.start_master(["s1", "s2"], wait=False, **FAST)
+    wait_until(lambda: _port_open(master.http_port), 30, interval=0.001, what="the HTTP port")
+    r = Client(http, master.url).post("first", w=3)
+    assert r.status_code == 201, r.text
+    assert Client(http, master.url).wait_converged(secs) == ["first"]
+    assert "ERROR" not in master.log_path.read_text()
+
+
+def test_append_through_pyro5_the_instant_the_master_is_registered(cluster):
+    for n in ("s1", "s2"):
+        cluster.start_secondary(n)
+    cluster.start_master(["s1", "s2"], wait=False, **FAST)
+    ns_uri = f"PYRONAME:replog.master@127.0.0.1:{cluster.ns_port}"
+
+    def registered():
+        with Pyro5.api.locate_ns("127.0.0.1", cluster.ns_port) as ns:
+            return "replog.master" in ns.list(prefix="replog.master")
+    wait_until(registered, 30, interval=0.005, what="replog.master in the name server")
+    with Pyro5.api.Proxy(ns_uri) as m:
+        m._pyroTimeout = 10
+        assert m.append("first", 3)["seq"] == 1
+
+
+def test_master_with_no_secondary_up_turns_read_only_within_unhealthy_after(cluster, http):
+    master = cluster.start_master(["s1", "s2"], data_dir=cluster.workdir / "m", new_log=True,
+                                  startup_wait=0.2, **FAST)
+    c = Client(http, master.url)
+    wait_until(lambda: c.health()["read_only"], FAST["unhealthy_after"] + 2, what="read-only")
+    assert c.post("x", w=1).status_code == 503

@@ -17,7 +17,6 @@ from .conftest import Client, check_waiting_posts_block_nobody, start_cluster
 def two(cluster, http):
     master, secs = start_cluster(cluster)
     c = Client(http, master.url)
-    c.wait_writable()
     return c, master, secs
 
 
@@ -40,7 +39,6 @@ def test_blocking_replication_and_temporary_inconsistency(cluster, http):
     delay = 1.0
     master, (fast, slow) = start_cluster(cluster, secondary_flags={"s2": {"delay": delay}})
     c = Client(http, master.url)
-    c.wait_writable()
     t0 = time.monotonic()
     assert c.post("first", w=3).status_code == 201
     assert time.monotonic() - t0 >= delay          # w=3 waited for the delayed secondary
@@ -58,7 +56,6 @@ def test_blocking_replication_and_temporary_inconsistency(cluster, http):
 def test_w2_returns_with_the_fast_secondary_only(cluster, http):
     master, (fast, slow) = start_cluster(cluster, secondary_flags={"s2": {"delay": 2.0}})
     c = Client(http, master.url)
-    c.wait_writable()
     t0 = time.monotonic()
     r = c.post("x", w=2)
     assert r.status_code == 201 and r.json()["acks"] >= 2
@@ -70,7 +67,6 @@ def test_secondary_started_after_master_is_discovered_and_caught_up(cluster, htt
     s1 = cluster.start_secondary("s1")
     master = cluster.start_master(["s1"], discovery_interval=0.2)
     c = Client(http, master.url)
-    c.wait_writable()
     for i in range(20):
         assert c.post(f"m{i}", w=1).status_code == 201
     # an unnamed secondary registering later is found and replicated to as well
@@ -112,7 +108,6 @@ def test_concurrent_clients_end_with_identical_lists(two):
 def test_waiting_clients_do_not_block_others(cluster, http):
     master, secs = start_cluster(cluster, secondary_flags={"s2": {"delay": 5.0}})
     c = Client(http, master.url)
-    c.wait_writable()
     check_waiting_posts_block_nobody(c, 50, release=lambda: None)   # the delay ends by itself
 
 
@@ -159,7 +154,6 @@ def test_body_over_the_cap_is_413(cluster, http):
     cluster.start_secondary("s1")
     master = cluster.start_master(["s1"], max_body=1000)
     c = Client(http, master.url)
-    c.wait_writable()
     r = c.post("x" * 2000, w=1)
     assert r.status_code == 413 and "limit" in r.json()["error"]
     r = c.post("x" * 900, w=1)
@@ -279,3 +273,23 @@ def test_launcher_starts_a_cluster_and_ctrl_c_stops_it(tmp_path):
             proc.kill()
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", base), timeout=1).close()
+
+
+def test_paged_reads_on_every_node_and_bad_values(shared_two, http):
+    cluster, master, secs = shared_two
+    c = Client(http, master.url)
+    base = len(c.messages())
+    for i in range(25):
+        assert c.post(f"page-{i}", w=3).status_code == 201
+    for url in [master.url] + [s.url for s in secs]:
+        r = http.get(url + f"/messages?from={base + 11}&limit=10", timeout=10).json()
+        assert r == {"messages": [f"page-{i}" for i in range(10, 20)], "from": base + 11,
+                     "next": base + 21}
+        end = http.get(url + f"/messages?from={base + 21}", timeout=10).json()
+        assert end["messages"] == [f"page-{i}" for i in range(20, 25)]
+        assert end["next"] == base + 26
+        past = http.get(url + f"/messages?from={base + 1000}", timeout=10).json()
+        assert past == {"messages": [], "from": base + 1000, "next": base + 1000}
+        for bad in ("from=0", "from=x", "limit=0", "limit=10001", "limit=1.5", "frm=3"):
+            r = http.get(url + "/messages?" + bad, timeout=10)
+            assert r.status_code == 400 and "error" in r.json(), bad
