@@ -254,7 +254,8 @@ def test_launcher_starts_a_cluster_and_ctrl_c_stops_it(tmp_path):
 
     base, ns_port = three_free(), free_port()
     proc = subprocess.Popen([sys.executable, "-m", "nodes.launcher", "--base-port", str(base),
-                             "--ns-port", str(ns_port)], cwd=ROOT, stdout=subprocess.PIPE,
+                             "--ns-port", str(ns_port), "--data-root", str(tmp_path / "data")],
+                            cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         url = f"http://127.0.0.1:{base}"
