@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -116,12 +117,13 @@ class Proc:
         return self.popen is not None and self.popen.poll() is None
 
     def wait_ready(self, timeout: float = 30.0) -> "Proc":
-        def ready() -> bool:
+        def ready() -> str | bool:
             if not self.alive():
-                raise RuntimeError(f"{self.name} exited with {self.popen.returncode}; "
-                                   f"see {self.log_path}")
+                return "exited"       # stop waiting at once (wait_until swallows exceptions)
             return http_json("GET", self.url + "/health", timeout=1.0)[0] == 200
-        wait_until(ready, timeout, what=f"{self.name} to answer /health")
+        if wait_until(ready, timeout, what=f"{self.name} to answer /health") == "exited":
+            raise RuntimeError(f"{self.name} exited with {self.popen.returncode} during start-up; "
+                               + (f"see {self.log_path}" if self.log_path else "its log is above"))
         return self
 
     def signal(self, sig: int) -> None:
@@ -348,6 +350,11 @@ def parser() -> Any:
     return p
 
 
+# what a launcher's folder holds: data directories, pid files, start scripts
+_OURS = re.compile(r"(nameserver|master|secondary\d+)(\.pid)?|start-(nameserver|master|"
+                   r"secondary\d+)\.sh|commands\.sh")
+
+
 class _Member:
     """One node under the launcher's watch."""
 
@@ -402,6 +409,11 @@ class Launcher:
     def start(self) -> None:
         a = self.args
         if a.fresh and self.root.exists():
+            strangers = [p.name for p in self.root.iterdir() if not _OURS.fullmatch(p.name)]
+            if strangers:   # never wipe a folder the launcher did not make (--data-root ~)
+                raise RuntimeError(f"--fresh: {self.root} holds {sorted(strangers)[:5]}, which "
+                                   "the launcher did not write; delete it yourself or choose "
+                                   "another --data-root")
             shutil.rmtree(self.root)
             self.log.info("--fresh: deleted {}", self.root)
         self.cluster = LocalCluster(self.root, log_level=a.log_level, logs_to_files=False)

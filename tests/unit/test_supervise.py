@@ -59,3 +59,14 @@ def test_a_taken_port_is_found_with_its_owner():
         assert problem.startswith(f"port {port} (HTTP of master) is taken by pid {os.getpid()}")
     assert not port_taken(port)
     assert check_ports({port: "HTTP of master"}) == []
+
+
+def test_fresh_refuses_to_wipe_a_folder_the_launcher_did_not_write(tmp_path):
+    from nodes.launcher import Launcher, parser
+    (tmp_path / "precious.txt").write_text("keep me")
+    (tmp_path / "master").mkdir()
+    launcher = Launcher(parser().parse_args(["--data-root", str(tmp_path), "--fresh"]))
+    with pytest.raises(RuntimeError, match="precious.txt"):
+        launcher.start()
+    assert (tmp_path / "precious.txt").read_text() == "keep me"
+    assert (tmp_path / "master").is_dir()
