@@ -192,6 +192,9 @@ class LocalCluster:
     def _node_options(self, http_port: int | None, flags: dict[str, Any]) -> tuple[int, dict]:
         port = http_port or free_port()
         options = {"http_port": port, "ns_port": self.ns_port, "log_level": self.log_level}
+        # issue 11: local clusters are for tests and demos, so fault injection is on
+        # (pass allow_faults=False to see a production-like node)
+        options["allow_faults"] = True
         options.update(flags)
         return port, options
 

@@ -101,6 +101,8 @@ def parser() -> Parser:
                                "its secondaries hold one: the secondaries drop theirs")
     add_storage(p)
     add_common(p)
+    p.switch("--allow-faults", help="let the dashboard (GET /) set a secondary's injected "
+                                    "faults through POST /cluster/faults: a test and demo tool")
     return p
 
 
@@ -124,8 +126,8 @@ def main(argv: list[str] | None = None) -> None:
     except CorruptLog as e:
         logger.error("cannot start: the log in {} is corrupt: {}", args.data_dir, e)
         raise SystemExit(1) from None
-    run_node(args, MasterAPI(master), rpc.MASTER_NAME, master_app(master, args.max_body),
-             on_stop=master.stop)
+    run_node(args, MasterAPI(master), rpc.MASTER_NAME,
+             master_app(master, args.max_body, args.allow_faults), on_stop=master.stop)
 
 
 if __name__ == "__main__":
