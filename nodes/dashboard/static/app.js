@@ -113,7 +113,7 @@ function render(data) {
   }
 
   const names = Object.keys(h.secondaries).sort();
-  const maxLag = Math.max(10, ...names.map((n) => h.secondaries[n].lag));
+  const maxLag = Math.max(5, ...names.map((n) => h.secondaries[n].lag));
   const nodes = [{ name: "master", role: "master", status: h.read_only ? "Unhealthy" : "Healthy",
                    statusText: h.read_only ? "read-only" : "writable", acked: h.last_seq, lag: 0,
                    age: "—", tail: null, entries: data.tails.master }];
@@ -136,7 +136,7 @@ function render(data) {
     const li = document.createElement("li");
     li.dataset.kind = e.kind;
     const when = new Date(e.time * 1000).toLocaleTimeString([], { hour12: false });
-    li.innerHTML = `<time></time><span class="kind"></span> <span class="text"></span>`;
+    li.innerHTML = `<time></time><span class="kind"></span><span class="text"></span>`;
     text($("time", li), when);
     $(".kind", li).className = `kind ${e.kind}`;
     text($(".kind", li), e.kind);
