@@ -31,6 +31,8 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from bench import dashboard
+
 
 REPO = Path(__file__).resolve().parent.parent
 SECONDARIES = ("s1", "s2")
@@ -823,8 +825,8 @@ def parse_flags(items: list[str]) -> dict:
     return out
 
 
-ALL_PARTS = ("ceiling", "http", "pyro", "catchup", "memory", "diagnostics")
-DEFAULT_PARTS = ("ceiling", "http", "pyro", "catchup", "memory")
+ALL_PARTS = ("ceiling", "http", "pyro", "catchup", "memory", "dashboard", "diagnostics")
+DEFAULT_PARTS = ("ceiling", "http", "pyro", "catchup", "memory", "dashboard")
 
 
 def parse_args(argv=None):
@@ -947,6 +949,9 @@ def main(argv=None) -> int:
             report["catchup"] = catchup_case(args, workdir, master_flags, secondary_flags)
         if "memory" in args.parts:
             report["memory"] = memory_case(args, workdir, master_flags, secondary_flags)
+        if "dashboard" in args.parts:     # bench/dashboard.py: the cost of watching (issue 11)
+            report["dashboard"] = dashboard.dashboard_part(args, workdir, master_flags,
+                                                           secondary_flags)
     finally:
         if not args.keep_workdir:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -963,6 +968,8 @@ def main(argv=None) -> int:
         report["chart"] = draw_chart(report, out.with_suffix(".png"))
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(render_table(report))
+    if report.get("dashboard"):
+        print(dashboard.render(report["dashboard"]))
     print(f"\nJSON: {out}" + (f"\nchart: {report['chart']}" if report.get("chart") else ""))
     print(f"took {report['meta']['duration_s']} s")
     return 0
