@@ -31,8 +31,6 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from bench import dashboard
-
 
 REPO = Path(__file__).resolve().parent.parent
 SECONDARIES = ("s1", "s2")
@@ -825,8 +823,9 @@ def parse_flags(items: list[str]) -> dict:
     return out
 
 
-ALL_PARTS = ("ceiling", "http", "pyro", "catchup", "memory", "dashboard", "diagnostics")
-DEFAULT_PARTS = ("ceiling", "http", "pyro", "catchup", "memory", "dashboard")
+ALL_PARTS = ("ceiling", "http", "pyro", "catchup", "memory", "durable", "dashboard",
+             "diagnostics")
+DEFAULT_PARTS = ("ceiling", "http", "pyro", "catchup", "memory", "durable", "dashboard")
 
 
 def parse_args(argv=None):
@@ -841,6 +840,9 @@ def parse_args(argv=None):
     p.add_argument("--catchup", type=int, default=None, help="catch-up messages (default 100,000, quick 10,000)")
     p.add_argument("--memory", type=int, default=None, help="memory messages (default 1,000,000, quick 50,000)")
     p.add_argument("--batch", type=int, default=10_000, help="append_many batch when filling (default 10,000)")
+    p.add_argument("--stored", type=int, default=None,
+                   help="messages stored for the durable part's recovery and read cases "
+                        "(default 1,000,000, quick 20,000)")
     p.add_argument("--catchup-trials", type=int, default=None, help="catch-up repetitions (3, quick 1)")
     p.add_argument("--catchup-timeout", type=float, default=120.0)
     p.add_argument("--ws", default="1,2,3", help="write concerns to run (default 1,2,3)")
@@ -867,6 +869,7 @@ def parse_args(argv=None):
     args.catchup = args.catchup if args.catchup is not None else (10_000 if args.quick else 100_000)
     args.catchup_trials = args.catchup_trials or (1 if args.quick else 3)
     args.memory = args.memory if args.memory is not None else (50_000 if args.quick else 1_000_000)
+    args.stored = args.stored if args.stored is not None else (20_000 if args.quick else 1_000_000)
     args.parts = [x.strip() for x in args.only.split(",") if x.strip()]
     if args.diagnostics and "diagnostics" not in args.parts:
         args.parts.append("diagnostics")
@@ -949,7 +952,11 @@ def main(argv=None) -> int:
             report["catchup"] = catchup_case(args, workdir, master_flags, secondary_flags)
         if "memory" in args.parts:
             report["memory"] = memory_case(args, workdir, master_flags, secondary_flags)
+        if "durable" in args.parts:
+            from . import durable
+            report["durable"] = durable.run(args, workdir)
         if "dashboard" in args.parts:     # bench/dashboard.py: the cost of watching (issue 11)
+            from . import dashboard
             report["dashboard"] = dashboard.dashboard_part(args, workdir, master_flags,
                                                            secondary_flags)
     finally:
@@ -968,7 +975,11 @@ def main(argv=None) -> int:
         report["chart"] = draw_chart(report, out.with_suffix(".png"))
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(render_table(report))
+    if report.get("durable"):
+        from . import durable
+        print(durable.render(report["durable"]))
     if report.get("dashboard"):
+        from . import dashboard
         print(dashboard.render(report["dashboard"]))
     print(f"\nJSON: {out}" + (f"\nchart: {report['chart']}" if report.get("chart") else ""))
     print(f"took {report['meta']['duration_s']} s")
