@@ -106,7 +106,7 @@ def dashboard_part(args, workdir: Path, master_flags: dict, secondary_flags: dic
     polls: dict[str, int] = {v: 0 for v in VARIANTS}
     cluster = Cluster(workdir / "dashboard", master_flags, secondary_flags)
     try:
-        idle_cost = watch_cost(cluster, log)
+        idle_cost = watch_cost(cluster, log, 3.0 if args.quick else IDLE_S)
         for r in range(rounds):
             for variant in (VARIANTS if r % 2 == 0 else tuple(reversed(VARIANTS))):
                 log(f"dashboard: http w=3 {variant} (round {r + 1} of {rounds}), "
@@ -152,8 +152,8 @@ def dashboard_part(args, workdir: Path, master_flags: dict, secondary_flags: dic
     return out
 
 
-def watch_cost(cluster, log) -> dict:
-    """Cores the master and both secondaries use over IDLE_S s: idle, watched, scraped."""
+def watch_cost(cluster, log, seconds: float) -> dict:
+    """Cores the master and both secondaries use over `seconds`: idle, watched, scraped."""
     from bench.run import cpu_seconds, proc_pid
     pids = [proc_pid(cluster.master)] + [proc_pid(p) for p in cluster.secondaries.values()]
 
@@ -163,7 +163,7 @@ def watch_cost(cluster, log) -> dict:
             poller.start()
             time.sleep(1.0)        # the tail loops start on the first poll
         before, t0 = [cpu_seconds(p) for p in pids], time.perf_counter()
-        time.sleep(IDLE_S)
+        time.sleep(seconds)
         after, t1 = [cpu_seconds(p) for p in pids], time.perf_counter()
         if poller:
             poller.stop()
@@ -173,8 +173,9 @@ def watch_cost(cluster, log) -> dict:
                 "master_cores": round((after[0] - before[0]) / (t1 - t0), 5),
                 "gets": poller.requests if poller else 0}
 
-    log(f"dashboard: CPU of the idle cluster, watched, scraped ({IDLE_S} s each)")
+    log(f"dashboard: CPU of the idle cluster, watched, scraped ({seconds} s each)")
     out = {v: cores(v) for v in VARIANTS}
+    out["seconds"] = seconds
     for v, path in (("dashboard", "/cluster"), ("metrics", "/metrics")):
         poller = Poller([], 0)
         conns: dict = {}
@@ -205,7 +206,7 @@ def render(d: dict) -> str:
     c = d.get("idle_cost") or {}
     if c:
         lines.append(f"cost of watching an idle cluster (CPU of master + s1 + s2 over "
-                     f"{IDLE_S:g} s): idle {c['plain']['cores'] * 1000:.1f} millicores")
+                     f"{c['seconds']:g} s): idle {c['plain']['cores'] * 1000:.1f} millicores")
         for v in ("dashboard", "metrics"):
             x = c[v]
             share = x.get("share_of_plain")
