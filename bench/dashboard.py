@@ -210,7 +210,8 @@ def render(d: dict) -> str:
         for v in ("dashboard", "metrics"):
             x = c[v]
             share = x.get("share_of_plain")
-            lines.append(f"  {v:<10} +{x['cores_over_idle'] * 1000:.1f} millicores ({x['gets']} GETs;"
+            lines.append(f"  {v:<10} +{x['cores_over_idle'] * 1000:.1f} millicores "
+                         f"({x['gets']} GETs;"
                          f" one GET {x.get('master_us_per_get')} us of master CPU)"
                          f" = {x.get('equivalent_appends_per_s') or 0:,.0f} appends/s of master CPU"
                          + (f" = {share:.2%} of plain's appends/s" if share is not None else ""))
