@@ -823,8 +823,9 @@ def parse_flags(items: list[str]) -> dict:
     return out
 
 
-ALL_PARTS = ("ceiling", "http", "pyro", "catchup", "memory", "durable", "diagnostics")
-DEFAULT_PARTS = ("ceiling", "http", "pyro", "catchup", "memory", "durable")
+ALL_PARTS = ("ceiling", "http", "pyro", "catchup", "memory", "durable", "dashboard",
+             "diagnostics")
+DEFAULT_PARTS = ("ceiling", "http", "pyro", "catchup", "memory", "durable", "dashboard")
 
 
 def parse_args(argv=None):
@@ -954,6 +955,10 @@ def main(argv=None) -> int:
         if "durable" in args.parts:
             from . import durable
             report["durable"] = durable.run(args, workdir)
+        if "dashboard" in args.parts:     # bench/dashboard.py: the cost of watching (issue 11)
+            from . import dashboard
+            report["dashboard"] = dashboard.dashboard_part(args, workdir, master_flags,
+                                                           secondary_flags)
     finally:
         if not args.keep_workdir:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -973,6 +978,9 @@ def main(argv=None) -> int:
     if report.get("durable"):
         from . import durable
         print(durable.render(report["durable"]))
+    if report.get("dashboard"):
+        from . import dashboard
+        print(dashboard.render(report["dashboard"]))
     print(f"\nJSON: {out}" + (f"\nchart: {report['chart']}" if report.get("chart") else ""))
     print(f"took {report['meta']['duration_s']} s")
     return 0

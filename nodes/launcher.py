@@ -201,6 +201,9 @@ class LocalCluster:
     def _node_options(self, http_port: int | None, flags: dict[str, Any]) -> tuple[int, dict]:
         port = http_port or free_port()
         options = {"http_port": port, "ns_port": self.ns_port, "log_level": self.log_level}
+        # issue 11: local clusters are for tests and demos, so fault injection is on
+        # (pass allow_faults=False to see a production-like node)
+        options["allow_faults"] = True
         options.update(flags)
         return port, options
 
@@ -420,10 +423,9 @@ class Launcher:
         self.log.info("data directories under {} (one per node; --fresh deletes them)", self.root)
         c = self.cluster
         self._watch(c.start_nameserver(a.ns_port), a.ns_port)
-        faults = {"allow_faults": True} if _supports("nodes.secondary_node", "--allow-faults") else {}
         for i, name in enumerate(self.names, start=1):
             flags = dict(delay=a.delay if i == len(self.names) else 0,
-                         data_dir=str(self.root / name), **faults)
+                         data_dir=str(self.root / name))
             self._watch(c.start_secondary(name, http_port=a.base_port + i, **flags),
                         a.base_port + i)
         self._watch(c.start_master(self.names, http_port=a.base_port,
@@ -535,20 +537,6 @@ class Launcher:
             os.kill(pid, signal.SIGKILL)
 
 
-_SUPPORTS: dict[tuple[str, str], bool] = {}
-
-
-def _supports(module: str, flag: str) -> bool:
-    """Does the entry point `module` have `flag`? (Flags other branches add arrive late.)"""
-    key = (module, flag)
-    if key not in _SUPPORTS:
-        import importlib
-        try:
-            p = importlib.import_module(module).parser()
-            _SUPPORTS[key] = flag in p._option_string_actions
-        except Exception:
-            _SUPPORTS[key] = False
-    return _SUPPORTS[key]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -101,6 +101,8 @@ def parser() -> Parser:
                                "its secondaries hold one: the secondaries drop theirs")
     add_storage(p)
     add_common(p)
+    p.switch("--allow-faults", help="let the dashboard (GET /) set a secondary's injected "
+                                    "faults through POST /cluster/faults: a test and demo tool")
     return p
 
 
@@ -119,7 +121,6 @@ def main(argv: list[str] | None = None) -> None:
                            args.discovery_interval, args.startup_wait),
                     locate_ns_factory(args), max_batch=args.max_batch, store=store,
                     new_log=args.new_log, max_keys=args.max_keys)
-
     def start() -> None:   # once the ports are bound and no live master holds the name
         try:
             master.start()
@@ -127,8 +128,9 @@ def main(argv: list[str] | None = None) -> None:
             logger.error("cannot start: the log in {} is corrupt: {}", args.data_dir, e)
             raise SystemExit(1) from None
 
-    run_node(args, MasterAPI(master), rpc.MASTER_NAME, master_app(master, args.max_body),
-             on_stop=master.stop, on_bound=start)
+    run_node(args, MasterAPI(master), rpc.MASTER_NAME,
+             master_app(master, args.max_body, args.allow_faults), on_stop=master.stop,
+             on_bound=start)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,8 @@ from typing import Any, Callable
 from loguru import logger
 
 from . import rpc
+from .events import add_event
+from .metrics import MasterStats
 from .core import history as hist
 from .core import recovery
 from .core.health import HealthPolicy, Status
@@ -86,6 +88,7 @@ class Master:
         self._catching_up: dict[str, tuple[float, int]] = {}
         self._written = 0
         self._replicating = False
+        self.stats = MasterStats()           # read by GET /metrics (nodes/metrics.py)
 
     @property
     def log_id(self) -> str:
@@ -207,6 +210,9 @@ class Master:
         else:
             logger.info("serving log {} with {} messages, epoch {}", log_id, log.last_seq,
                         self.state.epoch)
+        add_event("recovery", f"{plan.action}: log {log_id[:8]} with {log.last_seq} messages, "
+                              f"epoch {self.state.epoch}" + (f", fetched {fetched} from "
+                              f"{plan.source.name}" if fetched else ""))
         self.recovery = {"action": plan.action, "source": plan.source.name if plan.source
                          else None, "fetched": fetched, "seconds": round(took, 3),
                          "answered": sorted(answers), "at": time.time()}
@@ -393,16 +399,21 @@ class Master:
             wait.event.set()
         if restarted:
             logger.warning("{} answered as a new incarnation with ack={}", name, acked)
+            add_event("restart", f"{name} answered as a new incarnation with ack={acked}")
         if (restarted or synced_now) and acked < durable:
             self._catching_up[name] = (time.monotonic(), acked)
             logger.info("catching up {} from seq={}: {} messages to send", name, acked + 1,
                         durable - acked)
+            add_event("catchup", f"catching up {name} from seq={acked + 1}: "
+                                 f"{durable - acked} messages to send")
         elif (restarted or synced_now) and sent:
             logger.info("{} caught up at seq={}: sent {} messages", name, acked, sent)
         elif name in self._catching_up and acked >= durable:
             t0, start = self._catching_up.pop(name)
             logger.info("{} caught up at seq={}: sent {} messages (it lacked {}) in {:.2f} s",
                         name, acked, sent, acked - start, time.monotonic() - t0)
+            add_event("catchup", f"{name} caught up at seq={acked} in "
+                                 f"{time.monotonic() - t0:.2f} s")
 
     def _send_loop(self, name: str) -> None:
         proxy, proxy_uri = None, None
@@ -437,9 +448,11 @@ class Master:
             try:
                 reply = proxy.replicate(self.log_id, self.state.epoch, first, batch.messages)
             except Exception as e:  # refused, timed out, remote error: all are retried
+                self.stats.replicate_failed(name)
                 proxy = self._failed(name, proxy, f"replicate to {name} seq={first}.."
                                                   f"{first + count - 1}", e)
                 continue
+            self.stats.replicate_ok(name, count, time.perf_counter() - started)
             self._answered(name, reply, "replicate", sent=count)
             logger.debug("replicate to {} seq={}..{} count={} ack={} in {:.1f} ms", name, first,
                          first + count - 1, count, reply["ack"],
@@ -517,8 +530,10 @@ class Master:
                     self.cond.notify_all()
             if change == "new":
                 logger.info("discovered {} at {} (cluster size {})", name, uri, self.cluster_size)
+                add_event("discovered", f"discovered {name} (cluster size {self.cluster_size})")
             elif change == "moved":
                 logger.info("{} registered again at {}", name, uri)
+                add_event("discovered", f"{name} registered again at a new address")
             self._start_peer(name)
 
     def _log_transitions(self) -> None:
@@ -532,10 +547,15 @@ class Master:
             if old is not status and not (old is None and status is Status.UNHEALTHY):
                 logger.info("{} is {} (was {}), lag={}", name, status.value,
                             old.value if old else "unknown", lags[name])
+                add_event("health", f"{name} is {status.value} (was "
+                                    f"{old.value if old else 'unknown'}), lag={lags[name]}")
             self._statuses[name] = status
         if mode is not None:
             if mode.ok:
                 logger.warning("quorum back ({} of {} nodes): accepting appends again",
                                mode.available, mode.size)
+                add_event("mode", f"quorum back ({mode.available} of {mode.size} nodes): "
+                                  "accepting appends again")
             else:
                 logger.error("read-only: {}", mode.reason())
+                add_event("mode", f"read-only: {mode.reason()}")

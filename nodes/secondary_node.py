@@ -23,6 +23,7 @@ from . import logs, rpc
 from .config import Parser, add_common, add_storage
 from .core.log import Refused, ReplicaLog
 from .core.validate import BadRequest, check_messages
+from .metrics import SecondaryStats
 from .serve import log_config, run_node
 from .storage.store import CorruptLog, Store
 from .web import secondary_app
@@ -45,8 +46,10 @@ class Secondary:
     def __init__(self, name: str, delay: float = 0.0, error_rate: float = 0.0,
                  rand: Callable[[], float] = random.random,
                  sleep: Callable[[float], None] = time.sleep, store: Store | None = None,
-                 max_ahead: int = 10_000) -> None:
+                 max_ahead: int = 10_000, allow_faults: bool = False) -> None:
         self.name = name
+        self.allow_faults = allow_faults   # POST /faults and set_faults() only when True
+        self.stats = SecondaryStats()      # read by GET /metrics (nodes/metrics.py)
         self.instance = uuid.uuid4().hex   # each process is a new incarnation
         self.delay = delay
         self.error_rate = error_rate
@@ -68,6 +71,7 @@ class Secondary:
                 "epoch": self.log.epoch}
 
     def _refuse(self, what: str, e: Exception) -> None:
+        self.stats.refused += 1
         logger.warning("refused {} from {}: {}", what, _caller(), e)
 
     def sync(self, log_id: object, history: object, last_seq: object,
@@ -108,7 +112,10 @@ class Secondary:
             messages = check_messages(messages)
         except BadRequest as e:
             raise ValueError(e.message) from None
+        self.stats.replicate_calls += 1
+        self.stats.received += len(messages)
         if self.delay > 0:
+            self.stats.injected_delays += 1
             self._sleep(self.delay)
         with self.lock:
             try:
@@ -124,6 +131,7 @@ class Secondary:
         logger.debug("replicate seq={}..{} stored={} duplicates={} ack={}", first_seq,
                      first_seq + len(messages) - 1, result.stored, result.duplicates, result.ack)
         if self.error_rate > 0 and self._rand() < self.error_rate:
+            self.stats.injected_errors += 1
             logger.debug("injected error after storing seq={}..{}", first_seq,
                          first_seq + len(messages) - 1)
             raise RuntimeError("injected error (the messages were stored; the ACK is withheld)")
@@ -166,6 +174,19 @@ class Secondary:
                     {"data_dir": str(self.store.path), "fsync": self.store.mode,
                      "loaded_from_disk": self.loaded_from_disk}}
 
+    def tail(self, count: int = 20) -> dict:
+        """For the master's dashboard: the last `count` messages shown, with their seq, and
+        the seqs held back past a gap."""
+        count = max(0, min(int(count), 100))
+        with self.lock:
+            entries, ack = self.log.snapshot(), self.log.ack
+            held = sorted(self.log._held)   # noqa: SLF001 (a read-only peek)
+        first = max(1, ack - count + 1)
+        return {"name": self.name, "instance": self.instance, "ack": ack,
+                "tail": [[seq, entries[seq - 1][:200]] for seq in range(first, ack + 1)],
+                "held": held[:count], "held_back": len(held), "delay": self.delay,
+                "error_rate": self.error_rate, "allow_faults": self.allow_faults}
+
     def set_faults(self, delay: float | None = None, error_rate: float | None = None) -> dict:
         if delay is not None:
             self.delay = float(delay)
@@ -207,7 +228,14 @@ class SecondaryAPI:
     def health(self) -> dict:
         return self._s.health()
 
+    def tail(self, count: int = 20) -> dict:
+        """The last messages with their seq, and the seqs held back (the dashboard's)."""
+        return self._s.tail(count)
+
     def set_faults(self, delay: float | None = None, error_rate: float | None = None) -> dict:
+        if not self._s.allow_faults:
+            raise PermissionError("fault injection is off: start the secondary with "
+                                  "--allow-faults (REPLOG_ALLOW_FAULTS=1)")
         if delay is not None and not (isinstance(delay, (int, float)) and 0 <= delay <= 3600):
             raise ValueError("delay must be a number of seconds from 0 to 3600")
         if error_rate is not None and not (isinstance(error_rate, (int, float))
@@ -232,6 +260,8 @@ def parser() -> Parser:
                 "(keeps the hold-back map bounded; the master's --max-batch or more)")
     add_storage(p)
     add_common(p)
+    p.switch("--allow-faults", help="accept fault injection (POST /faults, set_faults): a "
+                                    "test and demo tool, off in production")
     return p
 
 
@@ -245,7 +275,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.data_dir else None
     try:
         secondary = Secondary(args.name, args.delay, args.error_rate, store=store,
-                              max_ahead=args.max_ahead)
+                              max_ahead=args.max_ahead, allow_faults=args.allow_faults)
     except CorruptLog as e:
         logger.error("cannot start: the log in {} is corrupt: {}", args.data_dir, e)
         raise SystemExit(1) from None

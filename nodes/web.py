@@ -21,7 +21,7 @@ import gevent
 from gevent import pool, pywsgi
 from loguru import logger
 
-from . import logs
+from . import dashboard, logs, metrics
 from .core.master import ReadOnly
 from .core.validate import BadRequest, parse_append, parse_faults
 from .replicator import WriteConcernTimeout
@@ -102,13 +102,15 @@ def _content_type() -> str | None:
     return bottle.request.environ.get("CONTENT_TYPE")
 
 
-def master_app(master: "Master", max_body: int) -> bottle.Bottle:
+def master_app(master: "Master", max_body: int, allow_faults: bool = False) -> bottle.Bottle:
     app = json_app()
 
     @app.post("/messages")
+    @metrics.measured(master.stats)
     def post_message():
         try:
             req = parse_append(read_body(max_body), _content_type(), master.cluster_size, max_body)
+            bottle.request.environ["replog.w"] = req.w
             result = master.append(req.message, req.w, req.timeout, req.key)
         except BadRequest as e:
             fail(e.status, e.message)
@@ -123,6 +125,8 @@ def master_app(master: "Master", max_body: int) -> bottle.Bottle:
         return json.dumps(result)
 
     _read_routes(app, master)
+    metrics.add_metrics_route(app, metrics.MasterCollector(master))
+    dashboard.add_routes(app, master, allow_faults)
     return app
 
 
@@ -183,6 +187,8 @@ def secondary_app(secondary: "Secondary", max_body: int) -> bottle.Bottle:
     app = json_app()
     _read_routes(app, secondary)
 
+    metrics.add_metrics_route(app, metrics.SecondaryCollector(secondary))
+
     @app.route("/messages", ["POST", "PUT", "PATCH", "DELETE"])
     def write_to_secondary():
         master = getattr(secondary, "master_url", None)   # known only if the node learns it
@@ -195,6 +201,9 @@ def secondary_app(secondary: "Secondary", max_body: int) -> bottle.Bottle:
 
     @app.post("/faults")
     def post_faults():
+        if not secondary.allow_faults:
+            fail(403, "fault injection is off: start the secondary with --allow-faults "
+                      "(REPLOG_ALLOW_FAULTS=1)")
         try:
             faults = parse_faults(read_body(max_body), _content_type(), max_body)
         except BadRequest as e:

@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh test,bench
+bash scripts/setup-browser.sh   # Debian's chromium + chromium-driver for tests/browser
 if ! docker info >/dev/null 2>&1; then
   echo "############################################################################"
   echo "## NO DOCKER ENGINE ANSWERS: the Docker end-to-end tests will be SKIPPED.  ##"

@@ -147,4 +147,10 @@ def test_quick_benchmark_end_to_end(tmp_path, capsys):
         else:  # quick sizes: reported, labelled not comparable, never a miss
             assert t["value"] is not None and t["met"] is None and t["comparable"] is False, t
     assert "targets:" in proc.stdout
+    dash = report["dashboard"]["variants"]           # bench/dashboard.py (issue 11)
+    assert set(dash) == {"plain", "dashboard", "metrics"}
+    assert all(v["errors"] == 0 and v["appends_per_s"] > 0 for v in dash.values()), dash
+    assert dash["dashboard"]["watcher_requests"] > 0 and dash["metrics"]["watcher_requests"] > 0
+    assert isinstance(dash["dashboard"]["met"], bool)
+    assert "dashboard and metrics cost" in proc.stdout
     assert "not comparable to the target" in proc.stdout
