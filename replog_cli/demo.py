@@ -309,6 +309,7 @@ class Demo:
         def unhealthy() -> str:
             self.wait(lambda: self.status(S2) == "Unhealthy", f"{S2} Unhealthy")
             h = self.health()
+            check(not h["read_only"], f"Unhealthy, but read-only: {h['reason']}")
             return (f"Unhealthy; quorum {h['quorum']['available']} of {h['quorum']['size']}, "
                     f"{'read-only' if h['read_only'] else 'still writable'}")
         self.n.step("keep it paused", "Unhealthy; the master stays writable (2 of 3)",
