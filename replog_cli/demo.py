@@ -242,8 +242,12 @@ class Demo:
         self.n.note(self.ctl.timing_note)
         self.require_control()
         self.ctl.fresh(up=(S1,))
-        self.n.note(f"M and {S1} started; {S2} is configured but not started. No waiting "
-                    "step: the master answers HTTP only after it probed its secondaries.")
+        if self.ctl.own:
+            self.n.note(f"M and {S1} started; {S2} is configured but not started. No waiting "
+                        "step: the master answers HTTP only after it probed its secondaries.")
+        else:
+            self.n.note(f"{S2} stopped; M and {S1} keep running (the master is not restarted "
+                        "here: the demo's own cluster shows the start itself)")
         msgs = [self.msg(f"Msg{i}") for i in range(1, 5)]
 
         def ok(text: str, w: int):
