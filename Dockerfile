@@ -58,6 +58,7 @@ WORKDIR /app
 COPY nodes/ /app/nodes/
 COPY nameserver/ /app/nameserver/
 COPY examples/ /app/examples/
+COPY replog_cli/ /app/replog_cli/
 RUN python -m compileall -q /app \
  && chmod -R a+rX,go-w /app
 

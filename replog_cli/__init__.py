@@ -1,0 +1,1 @@
+"""replog's command-line client: `replog append|list|health|nodes|watch|demo` (see main.py)."""
