@@ -290,8 +290,8 @@ def check(h: History) -> list[Anomaly]:
                     missing.insert(0, MASTER)
                 if missing:
                     after = [k for k in kills if k >= op.invoke]
-                    ev = [f"master killed at {', '.join(f'{k:.3f}' for k in after)} (after the "
-                          "op was sent), restarted with its data directory"] if after else []
+                    ev = [f"master killed at {', '.join(f'{k:.3f}' for k in after)}, after the "
+                          "op was sent"] if after else []
                     if op.seq is not None and 0 < op.seq <= len(master):
                         ev.append(f"master final: {_excerpt(master, op.seq - 1)}")
                     out.add(Anomaly("lost_ack", f"acknowledged {msg!r} (seq={op.seq}, w={op.w}) "
