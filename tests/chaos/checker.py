@@ -58,11 +58,11 @@ spurious_read_only  (only when meta has ``up_grace``) a 503 although no fault of
 unfinished_op       an op never completed (a client thread hung past its timeout).
 
 Messages from 504 and indeterminate ops may or may not appear, but at most once (duplicate) and,
-for a binding 504, only at its seq (wrong_seq). A 504 is *binding* when its body counted the
-master among the holders (acks >= 1: the message was on the master's disk, so it survives a
-master restart) or when the master was never killed after the op was sent; otherwise (acks=0,
-then a master kill) the message may have been lost with the master's unsynced tail, and its seq
-handed to another message, and an idempotent retry may append it again elsewhere.
+for a binding 504, only at its seq (wrong_seq). A 504 is *binding* when the master was never
+killed after the op was sent. After a kill it is not: the master replicates while its own sync
+runs, so a 504's holders (its ``acks``) may be secondaries only; a master that restarts without
+them cuts the entry off, hands its seq to another message, and an idempotent retry may append
+it again elsewhere. Only a 201 waits for the master's own disk.
 """
 
 from __future__ import annotations
@@ -157,8 +157,6 @@ def _binding(op: Op, master_kills: list[float]) -> bool:
         return True
     if op.outcome != TIMEOUT:
         return False
-    if op.acks is not None and op.acks >= 1:
-        return True
     return not any(k >= op.invoke for k in master_kills)
 
 
