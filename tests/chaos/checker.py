@@ -24,10 +24,11 @@ wrong_seq           the seq returned for a 201 (or a binding 504, below) is not 
                     disk, so the seq of a 201 is the message's final position, always.
 seq_reused          one seq was returned in binding answers for two different messages (a
                     restarted master that handed out a seq again).
-realtime_order      A's binding answer (201/504) came before B's first attempt was sent, yet
-                    B precedes A in ``master``. B is any message in ``master``, whatever its
-                    client heard (an indeterminate op that was appended was appended after it
-                    was sent); positions are final positions, so this holds across restarts.
+realtime_order      A's 201 or 504 (one whose seq is A's final position) came before B's
+                    first attempt was sent, yet B precedes A in ``master``. B is any message in
+                    ``master``, whatever its client heard (an indeterminate op that was appended
+                    was appended after it was sent); positions are final positions, so this
+                    holds across restarts.
 read_only_appended  a message whose only answers were 503, a 4xx or a refused connection
                     (``unavailable``: the master was down, nothing was sent) appears somewhere.
 under_replicated    a 201 for w=k, yet right after the ack fewer than k nodes held it. Each
