@@ -22,6 +22,9 @@ def main(argv=None) -> int:
     p.add_argument("--quiet", action="store_true", help="no progress lines, only the summary")
     p.add_argument("--schedule", action="store_true",
                    help="print the fault schedule for the seed and exit (no cluster)")
+    p.add_argument("--master-in-memory", action="store_true",
+                   help="run the master without a data directory: its kills then lose "
+                   "acknowledged writes, which the checker must report (a check of the checker)")
     p.add_argument("--check", metavar="HISTORY_JSON",
                    help="re-check a saved history.json instead of running")
     a = p.parse_args(argv)
@@ -49,10 +52,10 @@ def main(argv=None) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
-    print(f"chaos seed {seed} (reproduce: python -m tests.chaos --seed {seed} "
-          f"--duration {a.duration:g})", flush=True)
     cfg = ChaosConfig(seed=seed, duration=a.duration, clients=a.clients, workdir=a.workdir,
-                      keep=a.keep, converge_timeout=a.converge_timeout, verbose=not a.quiet)
+                      keep=a.keep, converge_timeout=a.converge_timeout, verbose=not a.quiet,
+                      master_data_dir=not a.master_in_memory)
+    print(f"chaos seed {seed} (reproduce: {cfg.repro()})", flush=True)
     try:
         res = run(cfg)
     except KeyboardInterrupt:

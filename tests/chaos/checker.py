@@ -5,9 +5,12 @@ Each anomaly names the operations, nodes and time window that show it, and
 :func:`format_anomaly` prints just that part of the history (the ops, the replica samples
 taken after them, the faults around them and the relevant slice of the lists).
 
-The rules (``master`` below is the master's final ``GET /messages``):
+The rules (``master`` below is the master's final ``GET /messages``). Faults may kill and
+restart the master (with its data directory) as well as the secondaries; an acknowledged write
+must survive every one of them:
 
-lost_ack            an acknowledged (201) message is missing from the master or a secondary.
+lost_ack            an acknowledged (201) message is missing from the master or a secondary
+                    (the master kills that followed the ack are named in the evidence).
 duplicate           a message appears more than once in some node's final list.
 phantom             a message that no client sent appears somewhere.
 divergence          a secondary's final list differs from the master's (``reorder`` when it holds
@@ -15,32 +18,52 @@ divergence          a secondary's final list differs from the master's (``reorde
 not_prefix          a list sampled during the run is not a prefix of the master's final list
                     (a secondary showed a message past a gap, in the wrong place, or one that
                     later vanished).
-wrong_seq           the seq returned for a 201 (or a 504) is not the message's index+1 in
-                    ``master``; or two answers for the same message (idempotent retry) disagree.
-realtime_order      op A finished before op B started, yet seq(A) >= seq(B).
-read_only_appended  a message whose only answers were 503 (or a 4xx) appears somewhere.
+wrong_seq           the seq returned for a 201 (or a binding 504, below) is not the message's
+                    index+1 in ``master``; or two binding answers for the same message
+                    (idempotent retry) disagree. After a master restart seqs go on from its
+                    disk, so the seq of a 201 is the message's final position, always.
+seq_reused          one seq was returned in binding answers for two different messages (a
+                    restarted master that handed out a seq again).
+realtime_order      A's 201 or 504 (one whose seq is A's final position) came before B's
+                    first attempt was sent, yet B precedes A in ``master``. B is any message in
+                    ``master``, whatever its client heard (an indeterminate op that was appended
+                    was appended after it was sent); positions are final positions, so this
+                    holds across restarts.
+read_only_appended  a message whose only answers were 503, a 4xx or a refused connection
+                    (``unavailable``: the master was down, nothing was sent) appears somewhere.
 under_replicated    a 201 for w=k, yet right after the ack fewer than k nodes held it. Each
                     secondary's gap-free count was sampled right after the ack (count >= seq
-                    means it holds the message). A node that did not answer, or that was killed
-                    between the op's start (the first attempt's, for a retry) and its sample,
-                    counts as "maybe" (a killed secondary legitimately loses acknowledged
-                    messages). Anomaly when
+                    means it holds the message). A node that did not answer counts as "maybe";
+                    so does one killed between the op's start (the first attempt's, for a
+                    retry) and its sample, unless the history's meta says ``data_dirs`` (a
+                    secondary then syncs before it ACKs and comes back with its disk, so a kill
+                    loses nothing it acknowledged). Anomaly when
                     1 (master) + holding + maybe < k. Late sampling can only over-count, so the
                     rule never blames a correct node; it catches acks that come too early.
 bad_ack             a 201 whose body says acks < w, or echoes another w.
 unexpected_status   any answer other than 201/503/504 (clients only send valid requests).
 unhealthy_at_end    after healing, the master is read-only, a secondary is not Healthy, or
-                    last_seq differs from the master's list length.
+                    last_seq differs from the master's list length. Master restarts change
+                    nothing here: the master is restarted last when healing and must be
+                    writable (a quorum) and see every secondary Healthy.
+new_log             (only when meta has ``log_id``) the master serves another log id at the end
+                    than at the start: a restart began a new log instead of resuming its own.
 no_convergence      the nodes did not reach the same list within the deadline.
 write_without_quorum  (only when the history's meta has ``down_grace``) a write was accepted
                     (201/504) although, during its whole life, so many secondaries had been
                     killed or paused for longer than ``down_grace`` that no majority could exist.
 spurious_read_only  (only when meta has ``up_grace``) a 503 although no fault of any kind had
-                    touched any secondary for ``up_grace`` seconds before and during the op.
+                    touched any node for ``up_grace`` seconds before and during the op (a
+                    paused or restarted master has not heard from its secondaries for a while
+                    and may be read-only until they answer again).
 unfinished_op       an op never completed (a client thread hung past its timeout).
 
 Messages from 504 and indeterminate ops may or may not appear, but at most once (duplicate) and,
-for a 504 that returned a seq, only at that seq (wrong_seq).
+for a binding 504, only at its seq (wrong_seq). A 504 is *binding* when the master was never
+killed after the op was sent. After a kill it is not: the master replicates while its own sync
+runs, so a 504's holders (its ``acks``) may be secondaries only; a master that restarts without
+them cuts the entry off, hands its seq to another message, and an idempotent retry may append
+it again elsewhere. Only a 201 waits for the master's own disk.
 """
 
 from __future__ import annotations
@@ -55,6 +78,7 @@ from .history import (
     OK,
     READ_ONLY,
     TIMEOUT,
+    UNAVAILABLE,
     FaultEvent,
     History,
     Op,
@@ -119,7 +143,22 @@ def _may_append(op: Op) -> bool:
         return True
     if op.outcome == ERROR:
         return op.status is None or op.status >= 500
-    return False  # READ_ONLY
+    return False  # READ_ONLY, UNAVAILABLE (nothing was sent)
+
+
+def _master_kills(h: History) -> list[float]:
+    return sorted(f.t for f in h.faults if f.target == MASTER and f.action == "kill" and f.ok)
+
+
+def _binding(op: Op, master_kills: list[float]) -> bool:
+    """Does this answer fix the message's seq for good (see the module's docstring)?"""
+    if op.seq is None:
+        return False
+    if op.outcome == OK:
+        return True
+    if op.outcome != TIMEOUT:
+        return False
+    return not any(k >= op.invoke for k in master_kills)
 
 
 def check(h: History) -> list[Anomaly]:
@@ -141,6 +180,10 @@ def check(h: History) -> list[Anomaly]:
         return out.result()
 
     health = final.health
+    start_log = h.meta.get("log_id")
+    if start_log is not None and health is not None and health.get("log_id") != start_log:
+        out.add(Anomaly("new_log", f"the master served log {start_log} at the start but "
+                        f"{health.get('log_id')} at the end", nodes=[MASTER]))
     if health is None:
         out.add(Anomaly("unhealthy_at_end", "no final /health from the master"))
     else:
@@ -227,8 +270,9 @@ def check(h: History) -> list[Anomaly]:
     # -- per message: acks present, seq right, rejected writes absent -------------------------
     sec_finals = {n: l for n, l in final.lists.items() if n != MASTER and l is not None}
     sec_sets = {n: set(l) for n, l in sec_finals.items()}
+    kills = _master_kills(h)
     for msg, group in by_msg.items():
-        seqs = {op.seq for op in group if op.outcome in (OK, TIMEOUT) and op.seq is not None}
+        seqs = {op.seq for op in group if _binding(op, kills)}
         if len(seqs) > 1:
             out.add(Anomaly("wrong_seq", f"{msg!r} got different seqs {sorted(seqs)} from "
                             "different answers", ops=[o.id for o in group]))
@@ -244,14 +288,19 @@ def check(h: History) -> list[Anomaly]:
                 if msg not in index:
                     missing.insert(0, MASTER)
                 if missing:
+                    after = [k for k in kills if k >= op.invoke]
+                    ev = [f"master killed at {', '.join(f'{k:.3f}' for k in after)}, after the "
+                          "op was sent"] if after else []
+                    if op.seq is not None and 0 < op.seq <= len(master):
+                        ev.append(f"master final: {_excerpt(master, op.seq - 1)}")
                     out.add(Anomaly("lost_ack", f"acknowledged {msg!r} (seq={op.seq}, w={op.w}) "
                                     f"is missing from {', '.join(missing)}", ops=[op.id],
-                                    nodes=missing))
+                                    nodes=missing, evidence=ev))
                 if op.seq is not None and msg in index and index[msg] + 1 != op.seq:
                     out.add(Anomaly("wrong_seq", f"{msg!r} was acknowledged with seq={op.seq} but "
                                     f"is at position {index[msg] + 1} on the master",
                                     ops=[op.id], evidence=[f"master: {_excerpt(master, index[msg])}"]))
-            elif op.outcome == TIMEOUT and op.seq is not None:
+            elif op.outcome == TIMEOUT and _binding(op, kills):
                 at = master[op.seq - 1] if 0 < op.seq <= len(master) else None
                 if at != msg:
                     ev = [f"master: {_excerpt(master, op.seq - 1)}"] if at is not None else []
@@ -268,8 +317,11 @@ def check(h: History) -> list[Anomaly]:
                             f"appears on {', '.join(where) or 'a node during the run'}",
                             ops=[o.id for o in group], nodes=where))
 
+    # -- one seq, one message ----------------------------------------------------------------
+    _check_seq_reuse(h, kills, out)
+
     # -- real-time order ---------------------------------------------------------------------
-    _check_realtime(h, by_msg, out)
+    _check_realtime(h, by_msg, index, master, out)
 
     # -- write concern -----------------------------------------------------------------------
     _check_write_concern(h, out)
@@ -280,32 +332,51 @@ def check(h: History) -> list[Anomaly]:
     return out.result()
 
 
-def _check_realtime(h: History, by_msg: dict[str, list[Op]], out: _Collector) -> None:
-    """If A completed before B was invoked, seq(A) < seq(B) (B a first attempt)."""
-    with_seq = [op for op in h.ops if op.seq is not None and op.outcome in (OK, TIMEOUT)
-                and op.complete is not None]
-    done = sorted(with_seq, key=lambda o: o.complete)
-    starts = sorted((op for op in with_seq if by_msg[op.message][0] is op), key=lambda o: o.invoke)
-    best: list[Op] = []  # up to two completed ops with the highest seqs, distinct messages
+def _check_seq_reuse(h: History, kills: list[float], out: _Collector) -> None:
+    """Binding answers (201, binding 504) never give one seq to two messages."""
+    by_seq: dict[int, dict[str, Op]] = {}
+    for op in h.ops:
+        if _binding(op, kills):
+            by_seq.setdefault(op.seq, {}).setdefault(op.message, op)
+    for seq, msgs in sorted(by_seq.items()):
+        if len(msgs) < 2:
+            continue
+        group = sorted(msgs.values(), key=lambda o: o.invoke)
+        t1, t2 = group[0].invoke, max(o.complete or o.invoke for o in group)
+        between = [k for k in kills if t1 <= k <= t2]
+        ev = [f"master killed at {', '.join(f'{k:.3f}' for k in between)}, between the "
+              "answers"] if between else []
+        out.add(Anomaly("seq_reused", f"seq={seq} was answered for {len(msgs)} different "
+                        f"messages: {', '.join(repr(m) for m in msgs)}",
+                        ops=[o.id for o in group], nodes=[MASTER], window=(t1, t2),
+                        evidence=ev))
+
+
+def _check_realtime(h: History, by_msg: dict[str, list[Op]], index: dict[str, int],
+                    master: list[str], out: _Collector) -> None:
+    """If A's 201 or 504 (one whose seq is A's final position) came before B's first attempt
+    was sent, then A precedes B in the master's final list. B is any message in that list."""
+    done = sorted(((op.complete, index[op.message], op) for op in h.ops
+                   if op.outcome in (OK, TIMEOUT) and op.seq is not None
+                   and op.complete is not None and index.get(op.message, -2) + 1 == op.seq),
+                  key=lambda x: x[0])
+    starts = sorted(((min(o.invoke for o in group), index[msg], msg)
+                     for msg, group in by_msg.items() if msg in index), key=lambda x: x[0])
+    best: tuple | None = None  # the answered message with the highest position so far
     j = 0
-    for b in starts:
-        while j < len(done) and done[j].complete < b.invoke:
-            a = done[j]
+    for t, pos, msg in starts:
+        while j < len(done) and done[j][0] < t:
+            if best is None or done[j][1] > best[1]:
+                best = done[j]
             j += 1
-            cand = [x for x in best if x.message != a.message] + [a]
-            cand.sort(key=lambda o: o.seq, reverse=True)
-            top: list[Op] = []
-            for x in cand:
-                if all(x.message != y.message for y in top):
-                    top.append(x)
-                if len(top) == 2:
-                    break
-            best = top
-        rival = next((x for x in best if x.message != b.message), None)
-        if rival is not None and rival.seq >= b.seq:
-            out.add(Anomaly("realtime_order", f"op#{rival.id} got seq={rival.seq} and finished at "
-                            f"{rival.complete:.3f}, before op#{b.id} started at {b.invoke:.3f}, "
-                            f"yet op#{b.id} got seq={b.seq}, not a higher one", ops=[rival.id, b.id]))
+        if best is not None and best[1] > pos:
+            a = best[2]
+            b = min(by_msg[msg], key=lambda o: o.invoke)
+            out.add(Anomaly("realtime_order", f"op#{a.id} ({a.message!r}) was answered "
+                            f"{a.status} with seq={a.seq} at {a.complete:.3f}, before op#{b.id} "
+                            f"({msg!r}) was sent at {b.invoke:.3f}, yet {msg!r} is at position "
+                            f"{pos + 1}, before it", ops=[a.id, b.id],
+                            evidence=[f"master: {_excerpt(master, pos)}"]))
 
 
 def _kill_times(h: History) -> dict[str, list[float]]:
@@ -317,7 +388,9 @@ def _kill_times(h: History) -> dict[str, list[float]]:
 
 
 def _check_write_concern(h: History, out: _Collector) -> None:
-    kills = _kill_times(h)
+    # without data directories a killed secondary comes back empty: it may have lost what it
+    # acknowledged. With them it syncs before it ACKs, so a kill excuses nothing.
+    kills = {} if h.meta.get("data_dirs") else _kill_times(h)
     # an idempotent retry is answered from what the master learnt since the first attempt,
     # so a kill since the first attempt of the message excuses a node
     first_invoke: dict[str, float] = {}
@@ -425,6 +498,22 @@ def _check_quorum(h: History, out: _Collector) -> None:
         for n, st in state.items():
             for t in st.values():
                 disturbed[n].append((t, float("inf")))
+
+        # a fault of the master (kill -> restart, pause -> resume) disturbs every secondary:
+        # the master has not heard from them while it was down
+        m_open: float | None = None
+        for f in sorted(h.faults, key=lambda f: f.t):
+            if f.target != MASTER:
+                continue
+            if f.action in DOWN_START and m_open is None:
+                m_open = f.t
+            elif f.action in DOWN_END and m_open is not None:
+                for n in h.secondaries:
+                    disturbed[n].append((m_open, f.t + f.took + up_grace))
+                m_open = None
+        if m_open is not None:
+            for n in h.secondaries:
+                disturbed[n].append((m_open, float("inf")))
 
         for op in h.ops:
             if op.outcome != READ_ONLY or op.complete is None:

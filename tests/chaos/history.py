@@ -9,7 +9,8 @@ Everything the checker looks at is in one :class:`History`:
 * list samples - ``GET /messages`` of every node taken periodically during the run. They are
   stored as deltas against the previous sample of the same node (``base`` items kept, ``tail``
   appended) so a long run does not keep thousands of copies of a growing list.
-* :class:`FaultEvent` - every fault the nemesis applied or removed, with its time.
+* :class:`FaultEvent` - every fault the nemesis applied or removed (to a secondary or to the
+  master), with its time.
 * :class:`FinalState` - lists and health of every node once the cluster has converged.
 
 Recording is thread-safe; the checker reads the history after all threads have stopped.
@@ -29,8 +30,12 @@ OK = "ok"  # 201: acknowledged by w nodes
 READ_ONLY = "read_only"  # 503: the master refused the write (no quorum)
 TIMEOUT = "timeout"  # 504: accepted (seq assigned) but write concern not met in time
 ERROR = "error"  # any other HTTP answer (4xx, 500, ...)
-INDETERMINATE = "indeterminate"  # no answer: client timeout, connection error
-OUTCOMES = (OK, READ_ONLY, TIMEOUT, ERROR, INDETERMINATE)
+INDETERMINATE = "indeterminate"  # no answer after the request may have gone out: a read
+#                                  timeout, a connection reset or closed mid-request (the
+#                                  master may or may not have appended the message)
+UNAVAILABLE = "unavailable"  # no connection (refused, connect timeout): nothing was sent, so
+#                              nothing can have been appended (the master is down)
+OUTCOMES = (OK, READ_ONLY, TIMEOUT, ERROR, INDETERMINATE, UNAVAILABLE)
 
 MASTER = "master"
 

@@ -1,20 +1,31 @@
 """The nemesis: a seeded schedule of faults and the thread that applies it.
 
 :func:`make_schedule` is pure: the same seed, duration and node names always give the same
-list of :class:`Step`. The schedule is a sequence of *episodes* separated by quiet gaps; each
-episode picks one, two or three secondaries and gives each one fault, with its own start offset
-and length, so quorum is lost and regained in varying orders. About a third of the episodes are
-"quorum" episodes: two or three secondaries killed or paused together for 2-4.5 s, which leaves
-a four-node cluster without a majority once the master marks them Unhealthy. The faults:
+list of :class:`Step`. The secondaries' schedule is a sequence of *episodes* separated by quiet
+gaps; each episode picks one, two or three secondaries and gives each one fault, with its own
+start offset and length, so quorum is lost and regained in varying orders. About a third of the
+episodes are "quorum" episodes: two or three secondaries killed or paused together for 2-4.5 s,
+which leaves a four-node cluster without a majority once the master marks them Unhealthy. The
+faults of a secondary:
 
-* ``kill``  -> ``restart``   kill -9, later start again with an empty log
+* ``kill``  -> ``restart``   kill -9, later start again with its data directory: it comes back
+                             with what it had synced to disk and is sent only the rest
 * ``pause`` -> ``resume``    SIGSTOP / SIGCONT
 * ``faults`` error_rate=r -> ``faults`` error_rate=0    error injection on ``POST /faults``
 * ``faults`` delay=d -> ``faults`` delay=0              delay injection on ``POST /faults``
 
-A secondary never has two faults at once, and every fault ends before ``duration``.
+The master (``ScheduleConfig.master``; None leaves it alone) has its own schedule, drawn from a
+second random stream of the same seed (so adding it left every seed's secondary faults as they
+were): every ``master_gap`` seconds one fault, independent of what the secondaries go through:
+
+* ``kill``  -> ``restart``   kill -9 of the master, restarted with its data directory after
+                             ``master_down`` s: it resumes its log (same log id, its seqs go on)
+* ``pause`` -> ``resume``    SIGSTOP / SIGCONT of the master
+
+A node never has two faults at once, and every fault ends before ``duration``.
 :class:`Nemesis` applies a schedule against real processes, records every action in the
-history and can :meth:`Nemesis.heal` everything (resume, restart the dead, clear faults).
+history and can :meth:`Nemesis.heal` everything (resume, restart the dead, clear faults; the
+master last, so that it finds its secondaries up when it starts).
 """
 
 from __future__ import annotations
@@ -26,6 +37,7 @@ from dataclasses import dataclass, field
 
 KINDS = ("kill", "pause", "error", "delay")
 END_OF = {"kill": "restart", "pause": "resume"}
+MASTER = "master"
 
 
 @dataclass(frozen=True)
@@ -56,6 +68,13 @@ class ScheduleConfig:
     quorum_fault: tuple = (2.0, 4.5)  # length range of the faults of such an episode
     delays: tuple = (0.05, 0.2, 0.6, 1.2)
     error_rates: tuple = (0.3, 0.3, 0.6, 1.0)
+    # the master's own faults
+    master: str | None = MASTER  # its name in the schedule; None: no master faults
+    master_kind_weights: dict = field(default_factory=lambda: {"kill": 3, "pause": 1})
+    master_first: tuple = (2.0, 6.0)  # when its first fault starts
+    master_gap: tuple = (4.0, 9.0)  # from the end of one master fault to the next
+    master_down: tuple = (0.1, 1.2)  # kill -> restart
+    master_pause: tuple = (0.3, 2.0)  # pause -> resume
 
 
 def make_schedule(seed: int, duration: float, secondaries: list[str],
@@ -105,16 +124,41 @@ def make_schedule(seed: int, duration: float, secondaries: list[str],
                 steps.append(Step(end, "faults", target, ((key, 0.0),)))
             episode_end = max(episode_end, end)
         t = episode_end + rng.uniform(cfg.min_quiet, cfg.max_quiet)
+    if cfg.master is not None:
+        steps += _master_schedule(random.Random(seed * 7919 + 104729), duration, cfg)
     order = {"restart": 0, "resume": 0, "faults": 1, "kill": 2, "pause": 2}
     steps.sort(key=lambda s: (s.t, order.get(s.action, 3), s.target))
     return steps
 
 
-def max_concurrent(steps: list[Step]) -> int:
-    """The most secondaries faulted at the same time in a schedule."""
+def _master_schedule(rng: random.Random, duration: float, cfg: ScheduleConfig) -> list[Step]:
+    kinds = list(cfg.master_kind_weights)
+    weights = [cfg.master_kind_weights[k] for k in kinds]
+    steps: list[Step] = []
+    t = cfg.warmup + rng.uniform(*cfg.master_first)
+    while True:
+        kind = rng.choices(kinds, weights)[0]
+        length = rng.uniform(*(cfg.master_down if kind == "kill" else cfg.master_pause))
+        start, end = round(t, 3), round(t + length, 3)
+        if end > duration or end - start < 0.05:
+            break
+        steps.append(Step(start, kind, cfg.master))
+        steps.append(Step(end, END_OF[kind], cfg.master))
+        t = end + rng.uniform(*cfg.master_gap)
+    return steps
+
+
+def master_steps(steps: list[Step], master: str = MASTER) -> list[Step]:
+    return [s for s in steps if s.target == master]
+
+
+def max_concurrent(steps: list[Step], master: str = MASTER) -> int:
+    """The most secondaries faulted at the same time in a schedule (the master not counted)."""
     active: set[str] = set()
     best = 0
     for s in steps:
+        if s.target == master:
+            continue
         if s.action in ("kill", "pause") or (s.action == "faults" and any(v for _, v in s.params)):
             active.add(s.target)
         else:
@@ -123,13 +167,16 @@ def max_concurrent(steps: list[Step]) -> int:
     return best
 
 
-def down_windows(steps: list[Step], at_least: int = 2) -> list[tuple[float, float]]:
+def down_windows(steps: list[Step], at_least: int = 2,
+                 master: str = MASTER) -> list[tuple[float, float]]:
     """Intervals during which ``at_least`` secondaries are killed or paused at once (with 4
     nodes, two down secondaries leave no majority once the master marks them Unhealthy)."""
     down: set[str] = set()
     out: list[tuple[float, float]] = []
     start = None
     for s in steps:
+        if s.target == master:
+            continue
         if s.action in ("kill", "pause"):
             down.add(s.target)
         elif s.action in ("restart", "resume"):
@@ -147,10 +194,14 @@ class Nemesis:
     """Applies a schedule to live processes (``procs``: name -> launcher ``Proc``)."""
 
     def __init__(self, procs: dict, history, steps: list[Step], http_timeout: float = 2.0,
-                 log=print):
+                 log=print, master: str = MASTER):
         import requests  # only needed against a live cluster
 
-        self.procs = procs
+        # the master heals last: it then finds its secondaries up when it starts
+        self.procs = {n: p for n, p in procs.items() if n != master}
+        if master in procs:
+            self.procs[master] = procs[master]
+        self.master = master
         self.history = history
         self.steps = steps
         self.http_timeout = http_timeout
@@ -180,8 +231,8 @@ class Nemesis:
         return True
 
     def _run(self) -> None:
-        # one worker per secondary: a slow restart of one node does not delay the faults of
-        # the others, and each node's own steps stay in order
+        # one worker per node: a slow restart of one node does not delay the faults of the
+        # others, and each node's own steps stay in order
         t0 = time.monotonic()
         workers = []
         for name in self.procs:
@@ -249,7 +300,8 @@ class Nemesis:
 
     # -- healing -----------------------------------------------------------------------------
     def heal(self) -> list[str]:
-        """Resume paused, restart killed, clear injected faults on every secondary.
+        """Resume paused, restart killed, clear injected faults on every secondary, then
+        resume or restart the master.
 
         Returns the problems met (empty when everything healed)."""
         problems = []
@@ -266,7 +318,9 @@ class Nemesis:
                         proc.restart()
                         done.append("restart")
                     self.state[name] = "up"
-                    if any(v for v in self.faults[name].values()) or st != "killed":
+                    if name == self.master:
+                        pass  # no injected faults on the master
+                    elif any(v for v in self.faults[name].values()) or st != "killed":
                         r = self._post(proc.url + "/faults", {"delay": 0.0, "error_rate": 0.0})
                         if r.status_code != 200:
                             raise RuntimeError(f"POST /faults -> {r.status_code}")

@@ -3,12 +3,15 @@
 Phases (all bounded by deadlines):
 
 1. start a name server, secondaries s1 s2 s3 and a master with short health timers
-   (``nodes.launcher.LocalCluster``) and wait until the master reports all of them Healthy;
+   (``nodes.launcher.LocalCluster``), every node with its own data directory (``--data-dir``,
+   ``--fsync always``), and wait until the master reports all of them Healthy;
 2. fault phase (``duration`` seconds): client threads append unique messages with random w
    and timeouts, a sampler thread reads every node's list, the nemesis applies its seeded
-   schedule;
-3. stop the clients, heal everything (resume, restart the dead, clear injected faults) and wait
-   until the master is writable, every secondary Healthy and all lists equal;
+   schedule to the secondaries and to the master (kill -9 and restart with its data
+   directory, SIGSTOP/SIGCONT); while the master is down clients get connection errors;
+3. stop the clients, heal everything (resume, restart the dead, clear injected faults; the
+   master last) and wait until the master is writable, every secondary Healthy and all lists
+   equal;
 4. one probe write with w = cluster size must succeed; wait for the lists to be equal again;
 5. check the history (``checker.check``), print a summary and, on failure, the smallest part
    of the history that shows each anomaly, the seed and the node logs.
@@ -37,6 +40,7 @@ from .history import (
     OK,
     READ_ONLY,
     TIMEOUT,
+    UNAVAILABLE,
     History,
 )
 from .nemesis import Nemesis, ScheduleConfig, make_schedule, max_concurrent
@@ -78,6 +82,7 @@ class ChaosConfig:
     default_wait: float = 4.0  # client read timeout when the body has no "timeout"
     slack: float = 2.0  # extra client read timeout beyond the body's "timeout"
     think: float = 0.03  # up to this much pause between a client's operations
+    unavailable_wait: tuple = (0.05, 0.15)  # pause after a refused connection (master down)
     sample_replicas: bool = True  # GET each secondary's /health after a 201 with w >= 2
     sample_interval: float = 0.5  # list sampler period
     # master health timers (short, so faults show quickly)
@@ -89,6 +94,10 @@ class ChaosConfig:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     verbose: bool = True
     out: object = None  # file to print progress to (default sys.stdout)
+    # False: the master keeps its log in memory (no --data-dir), so a master kill loses the
+    # writes only it held. Not a supported setup under master kills: it shows the checker
+    # catching lost acknowledged writes (python -m tests.chaos --master-in-memory).
+    master_data_dir: bool = True
 
     @property
     def down_grace(self) -> float:
@@ -104,6 +113,8 @@ class ChaosConfig:
         cmd = f"python -m tests.chaos --seed {self.seed} --duration {self.duration:g}"
         if self.clients != 4:
             cmd += f" --clients {self.clients}"
+        if not self.master_data_dir:
+            cmd += " --master-in-memory"
         return cmd
 
 
@@ -176,7 +187,9 @@ class Client(threading.Thread):
                 op = self.append(msg, w, timeout, key)
                 if key is not None and op.outcome in (INDETERMINATE, TIMEOUT) \
                         and not self.stop_event.is_set():
-                    self.append(msg, w, timeout, key)  # idempotent retry: same message, same id
+                    op = self.append(msg, w, timeout, key)  # idempotent retry: same message, id
+                if op.outcome == UNAVAILABLE:  # the master is down: do not spin
+                    self.stop_event.wait(self.rng.uniform(*self.cfg.unavailable_wait))
                 self.stop_event.wait(self.rng.uniform(0.0, self.cfg.think))
         finally:
             self.session.close()
@@ -209,6 +222,10 @@ def post_message(session, requests, master_url: str, history: History, client: s
     try:
         r = session.post(master_url + "/messages", json=body, timeout=(1.0, read_timeout))
     except requests.RequestException as e:
+        if not_sent(e, requests):
+            return history.complete(op, UNAVAILABLE, error=type(e).__name__)
+        # the request may have reached the master: a read timeout, a connection reset or
+        # closed by a master killed mid-request. Appended or not, nobody knows.
         return history.complete(op, INDETERMINATE, error=type(e).__name__)
     try:
         data = r.json()
@@ -229,6 +246,20 @@ def post_message(session, requests, master_url: str, history: History, client: s
                                 acks=acks, resp_w=rw)
     return history.complete(op, ERROR, status=r.status_code,
                             error=str(data.get("error", r.text[:100]))[:200])
+
+
+def not_sent(e: Exception, requests) -> bool:
+    """True when the request never left the client: no connection could be made (refused, a
+    connect timeout). urllib3 raises NewConnectionError (ConnectTimeoutError for a connect
+    timeout) only while connecting, before a byte of the request is written."""
+    if isinstance(e, requests.ConnectTimeout):
+        return True
+    if not isinstance(e, requests.ConnectionError):
+        return False
+    from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+
+    reason = getattr(e.args[0], "reason", None) if e.args else None
+    return isinstance(reason, (NewConnectionError, ConnectTimeoutError))
 
 
 class Sampler(threading.Thread):
@@ -293,6 +324,10 @@ class Run:
             "heartbeat_interval": cfg.heartbeat_interval, "suspect_after": cfg.suspect_after,
             "unhealthy_after": cfg.unhealthy_after, "rpc_timeout": cfg.rpc_timeout,
             "discovery_interval": cfg.discovery_interval,
+            # every node keeps its log in a data directory with --fsync always: a killed
+            # secondary or master comes back with everything it acknowledged
+            "data_dirs": True,
+            "master_data_dir": cfg.master_data_dir,
         })
 
     def log(self, text: str) -> None:
@@ -359,19 +394,25 @@ class Run:
         launcher = _import_launcher()
         self.cluster = launcher.LocalCluster(self.workdir)
         self.procs["ns"] = self.cluster.start_nameserver()
+        data = os.path.join(self.workdir, "data")
         for name in SECONDARIES:
-            self.procs[name] = self.cluster.start_secondary(name)
+            self.procs[name] = self.cluster.start_secondary(
+                name, data_dir=os.path.join(data, name), fsync="always")
         self.procs[MASTER] = self.cluster.start_master(
             secondaries=list(SECONDARIES),
+            data_dir=os.path.join(data, MASTER) if self.cfg.master_data_dir else None,
+            fsync="always",
             heartbeat_interval=self.cfg.heartbeat_interval,
             suspect_after=self.cfg.suspect_after,
             unhealthy_after=self.cfg.unhealthy_after,
             rpc_timeout=self.cfg.rpc_timeout,
             discovery_interval=self.cfg.discovery_interval,
         )
-        if not wait_for(self.all_healthy, self.cfg.startup_timeout, 0.2):
+        h = wait_for(self.all_healthy, self.cfg.startup_timeout, 0.2)
+        if not h:
             raise RuntimeError(f"cluster not healthy after {self.cfg.startup_timeout}s: "
                                f"{self._health_text()}")
+        self.history.meta["log_id"] = h.get("log_id")  # a restarted master must keep it
         self.timings["startup"] = time.monotonic() - t
         self.log(f"cluster up in {self.workdir}")
 
@@ -383,8 +424,8 @@ class Run:
 
     def fault_phase(self) -> None:
         cfg = self.cfg
-        self.nemesis = Nemesis({n: self.procs[n] for n in SECONDARIES}, self.history,
-                               self.schedule, log=self.log)
+        self.nemesis = Nemesis({n: self.procs[n] for n in SECONDARIES + (MASTER,)},
+                               self.history, self.schedule, log=self.log, master=MASTER)
         sampler = Sampler(cfg, self.history, self.url, self.stop_sampler)
         clients = [Client(i + 1, cfg, self.history, self.url, self.stop_clients)
                    for i in range(cfg.clients)]
@@ -505,22 +546,41 @@ def run(cfg: ChaosConfig) -> RunResult:
     return res
 
 
+def acked_around_master_restarts(h: History) -> tuple[int, int] | None:
+    """(acknowledged before, after) the last restart of the master; None without one."""
+    restarts = [f.t + f.took for f in h.faults if f.target == MASTER and f.ok
+                and f.action in ("restart", "heal") and f.params.get("did", "restart")
+                == "restart"]
+    if not restarts:
+        return None
+    last = max(restarts)
+    acked = [op for op in h.ops if op.outcome == OK and op.client != "probe"]
+    return (sum(1 for op in acked if op.complete < last),
+            sum(1 for op in acked if op.invoke > last))
+
+
 def summarize(res: RunResult) -> str:
     h, cfg = res.history, res.config
     lines = []
     oc = Counter(op.outcome or "unfinished" for op in h.ops if op.client != "probe")
-    order = (OK, READ_ONLY, TIMEOUT, INDETERMINATE, ERROR, "unfinished")
+    order = (OK, READ_ONLY, TIMEOUT, INDETERMINATE, UNAVAILABLE, ERROR, "unfinished")
     lines.append(f"seed {cfg.seed}, duration {cfg.duration:g}s, {cfg.clients} clients")
     lines.append("operations: " + ", ".join(f"{k}={oc.get(k, 0)}" for k in order)
                  + f" (total {sum(oc.values())})")
     by_w = Counter((op.w, op.outcome) for op in h.ops if op.client != "probe")
     lines.append("ok by w: " + ", ".join(f"w={w}:{by_w.get((w, OK), 0)}" for w in (1, 2, 3, 4)))
-    fc = Counter(f.action for f in h.faults if f.ok)
+    fc = Counter(f.action for f in h.faults if f.ok and f.target != MASTER)
+    mc = Counter(f.action for f in h.faults if f.ok and f.target == MASTER)
     bad = sum(1 for f in h.faults if not f.ok)
     lines.append("faults applied: " + (", ".join(f"{k}={v}" for k, v in sorted(fc.items()))
                                        or "none")
                  + (f" ({bad} failed)" if bad else "")
-                 + f"; up to {max_concurrent(res.schedule)} secondaries at once")
+                 + f"; up to {max_concurrent(res.schedule)} secondaries at once; master: "
+                 + (", ".join(f"{k}={v}" for k, v in sorted(mc.items())) or "none"))
+    after = acked_around_master_restarts(h)
+    if after is not None:
+        lines.append(f"acknowledged writes: {after[0]} before the last master restart, "
+                     f"{after[1]} after it")
     n_list = len(h.list_samples)
     n_rep = len(h.replica_samples)
     lines.append(f"samples: {n_list} list samples, {n_rep} replica samples")

@@ -13,6 +13,7 @@ from .history import (
     OK,
     READ_ONLY,
     TIMEOUT,
+    UNAVAILABLE,
     FaultEvent,
     History,
     Op,
@@ -396,3 +397,152 @@ def test_format_anomaly_shows_ops_faults_and_evidence():
     h2.final.lists["s1"][1], h2.final.lists["s1"][2] = "c2-2", "c1-2"
     a = next(a for a in check(h2) if a.kind == "reorder")
     assert "master: 1:c1-1, 2:c1-2" in format_anomaly(h2, a)
+
+
+# -- master kill -9 and restart with its data directory ---------------------------------------
+
+def restarted(c2_2_survives: bool = True) -> History:
+    """A correct history around a master kill at 1.5 and its restart (2.0, took 0.3).
+
+    Before the kill: c1-1, c2-1 acknowledged; c2-2 (w=3) was appended and synced but its
+    client lost the connection in the kill (indeterminate); c3-1 got a 504 with acks=0 (not on
+    the master's disk yet) and c4-1 was sent just before the kill: both lost with the unsynced
+    tail. While the master is down clients are refused (unavailable). After the restart the
+    master goes on from its disk: c1-3 gets the seq c3-1 had been told, and c3-1's idempotent
+    retry appends it again, further on."""
+    h = History(seed=2, secondaries=SECS)
+    at = 4 if c2_2_survives else 3
+    h.ops = [
+        mk_op(0, "c1-1", OK, 0.0, 0.1, seq=1, w=1),
+        mk_op(1, "c2-1", OK, 0.2, 0.3, seq=2, w=2),
+        mk_op(2, "c2-2", INDETERMINATE, 0.4, 1.5, w=3),
+        mk_op(3, "c3-1", TIMEOUT, 1.0, 1.3, seq=at, w=4, key="k3-1", acks=0),
+        mk_op(4, "c4-1", INDETERMINATE, 1.4, 1.5, w=1),
+        mk_op(5, "c1-2", UNAVAILABLE, 1.6, 1.61, w=1),
+        mk_op(6, "c4-2", UNAVAILABLE, 1.9, 1.91, w=2),
+        mk_op(7, "c1-3", OK, 2.35, 2.4, seq=at, w=1),
+        mk_op(8, "c3-1", OK, 2.45, 2.5, seq=at + 1, w=4, key="k3-1"),
+        mk_op(9, "c1-4", OK, 2.6, 2.7, seq=at + 2, w=1),
+    ]
+    final = ["c1-1", "c2-1"] + (["c2-2"] if c2_2_survives else []) + ["c1-3", "c3-1", "c1-4"]
+    n = len(final)
+    h.replica_samples = [
+        ReplicaSample(1, "s1", 0.31, 2), ReplicaSample(1, "s2", 0.32, 1),
+        ReplicaSample(1, "s3", 0.33, 1),
+        ReplicaSample(8, "s1", 2.51, at + 1), ReplicaSample(8, "s2", 2.52, at + 1),
+        ReplicaSample(8, "s3", 2.53, at + 1),
+    ]
+    h.faults = [FaultEvent(1.5, "kill", MASTER), FaultEvent(2.0, "restart", MASTER, took=0.3)]
+    h.list_sample(MASTER, final[:at - 1], t=1.2)  # the master only serves what it synced
+    h.list_sample("s1", final[:at - 1], t=1.7)
+    h.list_sample(MASTER, final[:at], t=2.45)
+    h.final.converged = True
+    h.final.converge_time = 0.5
+    h.final.lists = {node: list(final) for node in [MASTER] + SECS}
+    h.final.health = {"role": "master", "read_only": False, "reason": None, "last_seq": n,
+                      "log_id": "L1", "epoch": 2,
+                      "secondaries": {s: {"status": "Healthy", "acked_seq": n, "lag": 0}
+                                      for s in SECS}}
+    h.meta.update(down_grace=2.0, up_grace=3.0, data_dirs=True, log_id="L1")
+    return h
+
+
+def _final(h: History, lst: list[str]) -> None:
+    h.final.lists = {node: list(lst) for node in h.final.lists}
+    h.final.health["last_seq"] = len(lst)
+
+
+@pytest.mark.parametrize("c2_2_survives", [True, False])
+def test_master_restart_history_passes(c2_2_survives):
+    # indeterminate ops (c2-2, c4-1) and a 504 with acks=0 lost across the restart are fine,
+    # and so is the seq of that 504 going to another message, and its retry appending it
+    assert check(restarted(c2_2_survives)) == []
+
+
+def test_acknowledged_write_missing_after_master_restart():
+    h = restarted()
+    # c2-2 was acknowledged (201, seq 3), but the restarted master lacks it and gave seq 3 to
+    # c1-3: it acknowledged a write that was not on its disk
+    h.ops[2] = mk_op(2, "c2-2", OK, 0.4, 0.5, seq=3, w=1)
+    h.ops[7].seq, h.ops[8].seq, h.ops[9].seq = 3, 4, 5
+    _final(h, ["c1-1", "c2-1", "c1-3", "c3-1", "c1-4"])
+    h.list_samples.clear()
+    found = check(h)
+    lost = [a for a in found if a.kind == "lost_ack"]
+    assert len(lost) == 1 and lost[0].ops == [2] and lost[0].nodes == [MASTER] + SECS
+    assert "master killed at 1.500" in lost[0].evidence[0]
+    reused = [a for a in found if a.kind == "seq_reused"]
+    assert len(reused) == 1 and reused[0].ops == [2, 7]
+    assert "master killed at 1.500" in format_anomaly(h, reused[0])
+
+
+def test_seq_reused_for_two_acknowledged_messages():
+    h = restarted()
+    h.ops[2] = mk_op(2, "c2-2", OK, 0.4, 0.5, seq=3, w=1)
+    h.ops[7].seq = 3  # c1-3 is told seq 3 too, yet the log holds both
+    found = check(h)
+    reused = [a for a in found if a.kind == "seq_reused"]
+    assert len(reused) == 1 and reused[0].ops == [2, 7] and "seq=3" in reused[0].detail
+    assert {a.kind for a in found} == {"seq_reused", "wrong_seq"}
+
+
+def test_seq_reused_even_without_final_positions_agreeing():
+    # two 201s with one seq are wrong whatever the final list says
+    h = restarted()
+    h.ops[9].seq = 5  # c1-4 (at 6) told seq 5, the seq c3-1's retry got
+    assert {"seq_reused", "wrong_seq"} <= set(kinds(h))
+
+
+def test_504_with_holders_may_be_lost_in_a_master_kill():
+    h = restarted()
+    h.ops[3].acks = 2  # held by secondaries only: a master restarting without them cuts it
+    assert check(h) == []
+
+
+def test_504_without_acks_must_keep_its_seq_when_the_master_was_not_killed():
+    h = restarted()
+    h.faults = []
+    assert "wrong_seq" in kinds(h)
+
+
+def test_message_of_a_refused_connection_appears():
+    h = restarted()
+    _final(h, h.final.lists[MASTER] + ["c1-2"])
+    found = [a for a in check(h) if a.kind == "read_only_appended"]
+    assert len(found) == 1 and found[0].ops == [5]
+
+
+def test_realtime_order_across_a_master_restart():
+    h = restarted()
+    # c2-2 (indeterminate) sits at position 3, before c1-3 (4); but it was sent at 2.45,
+    # after c1-3's 201 came back (2.4): appended later, it must come later
+    h.ops[2] = mk_op(2, "c2-2", INDETERMINATE, 2.45, 2.9, w=3)
+    h.list_samples.clear()
+    found = check(h)
+    assert [a.kind for a in found] == ["realtime_order"]
+    assert found[0].ops == [7, 2]
+
+
+def test_kill_of_a_secondary_with_a_data_dir_excuses_nothing():
+    h = clean()
+    h.replica_samples[1] = ReplicaSample(1, "s2", 0.32, 1)
+    h.replica_samples[2] = ReplicaSample(1, "s3", 0.45, 0)  # "restarted empty"
+    h.faults += [FaultEvent(0.35, "kill", "s3"), FaultEvent(0.40, "restart", "s3")]
+    h.faults.sort(key=lambda f: f.t)
+    assert "under_replicated" not in kinds(h)  # in memory, a kill loses the log
+    h.meta["data_dirs"] = True  # with its disk it must come back with what it acked
+    assert "under_replicated" in kinds(h)
+
+
+def test_master_restart_began_a_new_log():
+    h = restarted()
+    h.final.health["log_id"] = "L2"
+    assert kinds(h) == ["new_log"]
+
+
+def test_read_only_right_after_a_master_restart_is_not_spurious():
+    h = restarted()
+    h.ops.append(mk_op(10, "c2-3", READ_ONLY, 2.31, 2.33))
+    assert check(h) == []
+    h.ops[10].invoke, h.ops[10].complete = 9.0, 9.1
+    assert kinds(h) == ["spurious_read_only"]

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from .history import History
-from .nemesis import ScheduleConfig, Step, down_windows, make_schedule, max_concurrent
+from .history import MASTER, History
+from .nemesis import (
+    ScheduleConfig,
+    Step,
+    down_windows,
+    make_schedule,
+    master_steps,
+    max_concurrent,
+)
 
 NODES = ["s1", "s2", "s3"]
 
@@ -26,8 +33,10 @@ def test_schedule_is_well_formed(seed, duration):
     assert steps, "every schedule has at least one fault"
     assert [s.t for s in steps] == sorted(s.t for s in steps)
     assert all(0 < s.t <= duration for s in steps)
-    # per secondary: faults alternate start/end, never overlap, and all end
-    for node in NODES:
+    # per node: faults alternate start/end, never overlap, and all end
+    assert {s.target for s in steps} <= set(NODES) | {MASTER}
+    assert all(s.action in ("kill", "restart", "pause", "resume") for s in master_steps(steps))
+    for node in NODES + [MASTER]:
         mine = [s for s in steps if s.target == node]
         open_fault = None
         for s in mine:
@@ -43,7 +52,8 @@ def test_schedule_is_well_formed(seed, duration):
                 else:
                     assert s.action == "faults" and s.params[0][0] == open_fault.params[0][0]
                     assert s.params[0][1] == 0.0
-                assert s.t - open_fault.t >= ScheduleConfig().min_fault - 1e-9
+                if node != MASTER:
+                    assert s.t - open_fault.t >= ScheduleConfig().min_fault - 1e-9
                 open_fault = None
         assert open_fault is None, f"{node}: {open_fault} never ends"
 
@@ -59,6 +69,40 @@ def test_all_kinds_and_quorum_loss_are_common():
             lost += 1
     assert kinds == {"kill", "restart", "pause", "resume", "delay", "error_rate"}
     assert lost >= 25, f"only {lost}/50 short schedules lose the quorum"
+
+
+def test_master_faults_are_common_and_do_not_change_the_secondaries():
+    kills = pauses = 0
+    for seed in range(50):
+        steps = make_schedule(seed, 22, NODES)
+        ms = master_steps(steps)
+        kills += any(s.action == "kill" for s in ms)
+        pauses += any(s.action == "pause" for s in ms)
+        # the master's faults come from their own random stream: the secondaries' are the
+        # same as without them (so a seed replays the same secondary faults as before)
+        alone = make_schedule(seed, 22, NODES, ScheduleConfig(master=None))
+        assert [s for s in steps if s.target != MASTER] == alone
+    assert kills >= 45 and pauses >= 15, (kills, pauses)
+    # down_windows and max_concurrent count secondaries only
+    assert max_concurrent([Step(1, "kill", MASTER), Step(2, "restart", MASTER)]) == 0
+
+
+def test_fixed_ci_seed_exercises_every_fault():
+    from .runner import SECONDARIES
+    from .test_chaos import DURATION, FIXED_SEED
+
+    steps = make_schedule(FIXED_SEED, DURATION, list(SECONDARIES))
+    sec = [s for s in steps if s.target != MASTER]
+    assert {s.action if s.action != "faults" else s.params[0][0] for s in sec} == {
+        "kill", "restart", "pause", "resume", "delay", "error_rate"}
+    assert max_concurrent(steps) == 3
+    assert len([1 for a, b in down_windows(steps) if b - a >= 2.0]) >= 2
+    ms = master_steps(steps)
+    assert [s.action for s in ms if s.action in ("kill", "pause")] == ["kill", "kill", "pause"]
+    # one master kill while all three secondaries are killed or paused: it restarts into a
+    # cluster without a quorum
+    assert any(a <= k.t <= b for k in ms if k.action == "kill"
+               for a, b in down_windows(steps, at_least=3))
 
 
 def test_several_secondaries_at_once():
@@ -95,10 +139,10 @@ def test_nemesis_applies_records_and_heals(monkeypatch):
     from . import nemesis as nm
 
     calls = []
-    procs = {n: FakeProc(n, calls) for n in NODES}
+    procs = {n: FakeProc(n, calls) for n in [MASTER] + NODES}
     h = History(secondaries=NODES)
     steps = [Step(0.0, "kill", "s1"), Step(0.05, "pause", "s2"),
-             Step(0.10, "faults", "s3", (("delay", 0.5),))]
+             Step(0.10, "faults", "s3", (("delay", 0.5),)), Step(0.12, "kill", MASTER)]
     nem = nm.Nemesis(procs, h, steps, log=lambda _: None)
 
     class Resp:
@@ -108,11 +152,17 @@ def test_nemesis_applies_records_and_heals(monkeypatch):
     monkeypatch.setattr(nem, "_post", lambda url, body: posts.append((url, body)) or Resp())
     nem.start()
     assert nem.join(5.0)
-    assert [(f.action, f.target, f.ok) for f in h.faults] == [
-        ("kill", "s1", True), ("pause", "s2", True), ("faults", "s3", True)]
+    # one worker per node: the order across nodes is not fixed
+    assert sorted((f.action, f.target, f.ok) for f in h.faults) == [
+        ("faults", "s3", True), ("kill", MASTER, True), ("kill", "s1", True),
+        ("pause", "s2", True)]
     assert posts == [("http://fake/s3/faults", {"delay": 0.5})]
+    calls.clear()
     assert nem.heal() == []
-    assert ("restart", "s1") in calls and ("resume", "s2") in calls
+    # the secondaries first, the master last (it then finds them up when it starts)
+    assert calls == [("restart", "s1"), ("resume", "s2"), ("restart", MASTER)]
     assert posts[-1] == ("http://fake/s3/faults", {"delay": 0.0, "error_rate": 0.0})
-    assert [f.action for f in h.faults[-3:]] == ["heal"] * 3
+    assert not any(url.endswith("/master/faults") for url, _ in posts)
+    assert [(f.action, f.target) for f in h.faults[-4:]] == [
+        ("heal", "s1"), ("heal", "s2"), ("heal", "s3"), ("heal", MASTER)]
     assert set(nem.state.values()) == {"up"}
