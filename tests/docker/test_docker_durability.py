@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import threading
 import time
 from typing import Any
@@ -332,6 +333,36 @@ def test_master_that_lost_its_volume_recovers_from_the_secondaries(cluster: Clus
     c.wait_http("master")
     assert c.messages("master") == expected + ["after-disk-loss"]
     assert c.health()["recovery"]["source"] == "master"
+
+
+def test_a_volume_copied_out_with_tar_restores_a_master(cluster: Cluster) -> None:
+    """The backup and restore of docs/docker-volumes.md: tar a running secondary's volume out
+    to the host, give the master a new volume holding that copy; it serves it as its own."""
+    c = cluster
+    h0 = everything_up(c)
+    write(c, "before-backup", 10)
+    expected = c.messages("master")
+    backup = subprocess.run(
+        ["docker", "run", "--rm", "-v", f"{c.volume('secondary1')}:/data:ro", IMAGE,
+         "tar", "-C", "/data", "-cf", "-", "."],
+        capture_output=True, timeout=60, stdin=subprocess.DEVNULL, check=True).stdout
+
+    volume = c.volume("master")
+    c.compose("rm", "-s", "-f", "master")
+    c.docker("volume", "rm", volume)
+    c.compose("up", "--no-start", "--no-build", "master")      # a new, empty volume
+    subprocess.run(["docker", "run", "--rm", "-i", "-v", f"{volume}:/data", IMAGE,
+                    "tar", "-C", "/data", "-xf", "-"],
+                   input=backup, capture_output=True, timeout=60, check=True)
+    c.compose("start", "master")
+    c.wait_http("master")
+    assert c.messages("master") == expected
+    h = c.health()
+    assert h["log_id"] == h0["log_id"]
+    assert h["recovery"]["source"] == "master" and h["recovery"]["fetched"] == 0, h["recovery"]
+    r = c.post("after-restore", w=3, timeout=30)
+    assert r.status_code == 201, r.text
+    assert c.wait_caught_up(SECONDARIES) == expected + ["after-restore"]
 
 
 # --- the whole cluster --------------------------------------------------------------------------
