@@ -20,7 +20,9 @@ import requests
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
-IMAGE = "replog:latest"
+# The tag the tests build and run; set REPLOG_TEST_IMAGE to keep apart from other checkouts
+# that build replog:latest on the same Docker engine.
+IMAGE = os.environ.get("REPLOG_TEST_IMAGE", "replog:latest")
 NODES = ("master", "secondary1", "secondary2", "secondary3")
 PORT_VARS = {"master": "MASTER_PORT", "secondary1": "SECONDARY1_PORT",
              "secondary2": "SECONDARY2_PORT", "secondary3": "SECONDARY3_PORT"}
@@ -148,6 +150,13 @@ class Cluster:
     def docker(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
         return run(["docker", *args], timeout=timeout)
 
+    def volume(self, service: str) -> str:
+        """The name of the named volume mounted at /data in the service's container."""
+        info = json.loads(self.docker("inspect", self.container(service)).stdout)[0]
+        mounts = [m for m in info["Mounts"] if m["Destination"] == "/data"]
+        assert len(mounts) == 1 and mounts[0]["Type"] == "volume", info["Mounts"]
+        return mounts[0]["Name"]
+
     def network(self) -> str:
         info = json.loads(self.docker("inspect", self.container("master")).stdout)[0]
         nets = list(info["NetworkSettings"]["Networks"])
@@ -218,6 +227,49 @@ class Cluster:
         return path
 
 
+# --- clients -----------------------------------------------------------------------------------
+
+def post_at_once(c: Cluster, message: str, w: int, wait_for_port: bool = False,
+                 limit: float = 90) -> dict[str, Any]:
+    """A client that writes as soon as it can: it retries only while no HTTP answer comes
+    back (the container's process is not listening yet: Docker's proxy on the published port
+    closes the connection), and returns the first HTTP answer it gets.
+
+    wait_for_port: first wait until the published port accepts a TCP connection. With Docker's
+    userland proxy that is the moment the container starts, before the master listens."""
+    out: dict[str, Any] = {"no_answer": 0, "port_waits": 0}
+    deadline = time.monotonic() + limit
+    if wait_for_port:
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", c.ports["master"]), 0.5).close()
+                break
+            except OSError:
+                out["port_waits"] += 1
+                if time.monotonic() > deadline:
+                    out["error"] = "the published port never accepted a connection"
+                    return out
+                time.sleep(0.001)
+    with requests.Session() as s:
+        while True:
+            try:
+                r = s.post(c.url("master", "/messages"), json={"message": message, "w": w},
+                           timeout=60)
+            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as e:
+                out["no_answer"] += 1
+                out["last_error"] = type(e).__name__
+                if time.monotonic() > deadline:
+                    out["error"] = f"no HTTP answer within {limit}s"
+                    return out
+                time.sleep(0.005)
+                continue
+            except requests.RequestException as e:   # e.g. a read timeout: a real failure
+                out["error"] = f"{type(e).__name__}: {e}"
+                return out
+            out["status"], out["body"] = r.status_code, r.text
+            return out
+
+
 # --- fixtures -----------------------------------------------------------------------------------
 
 _skip_reason: list[str] = []
@@ -268,9 +320,10 @@ def docker_ready() -> list[str]:
 
 @pytest.fixture(scope="session")
 def image(docker_ready: list[str]) -> str:
-    """Build replog:latest exactly as CI does: scripts/docker-build.sh (idempotent)."""
+    """Build IMAGE (replog:latest) exactly as CI does: scripts/docker-build.sh (idempotent)."""
     t0 = time.monotonic()
-    res = run(["bash", str(ROOT / "scripts" / "docker-build.sh"), "--quiet"], timeout=1200)
+    res = run(["bash", str(ROOT / "scripts" / "docker-build.sh"), "--quiet", "--tag", IMAGE],
+              timeout=1200)
     print(f"\n{res.stdout.strip()} {res.stderr.strip()} (fixture: {time.monotonic() - t0:.0f}s)")
     return IMAGE
 
@@ -288,14 +341,16 @@ def make_cluster(image: str, compose_cmd: list[str], tmp_path_factory: pytest.Te
     made: list[Cluster] = []
 
     def make(services: tuple[str, ...] = ("nameserver", "master", "secondary1", "secondary2"),
-             **env: str) -> Cluster:
+             wait: bool = True, **env: str) -> Cluster:
+        """wait=False: return the moment `up -d` returns (a client that starts at once)."""
         c = Cluster(compose_cmd, env, tmp_path_factory.getbasetemp() / "docker-logs")
         made.append(c)
         _active.append(c)
         c.up(*services)
-        for node in services:
-            if node in NODES:
-                c.wait_http(node)
+        if wait:
+            for node in services:
+                if node in NODES:
+                    c.wait_http(node)
         return c
 
     try:
