@@ -158,7 +158,12 @@ class LocalCluster:
     """Name server, master and secondaries as real processes on free loopback ports."""
 
     def __init__(self, workdir: str | Path | None = None, python: str = sys.executable,
-                 log_level: str = "INFO", logs_to_files: bool = True) -> None:
+                 log_level: str = "INFO", logs_to_files: bool = True,
+                 tls_dir: str | Path | None = None) -> None:
+        """tls_dir: run the node plane over mutual TLS with the certificates in
+        tls_dir/NAME (python -m nodes.certs layout); whatever is missing there (the CA, a
+        node's certificate) is made on the spot."""
+        self.tls_dir = Path(tls_dir) if tls_dir else None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="replog-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.python = python
@@ -173,8 +178,16 @@ class LocalCluster:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
+    def certs(self, name: str) -> Path:
+        """The --tls-dir of `name` (made if missing); needs tls_dir."""
+        assert self.tls_dir is not None, "LocalCluster without tls_dir"
+        from .certs import ensure
+        return ensure(self.tls_dir, [name]) / name
+
     def _spawn(self, name: str, module: str, options: dict[str, Any],
                http_port: int | None) -> Proc:
+        if self.tls_dir is not None and "tls_dir" not in options:
+            options = {**options, "tls_dir": self.certs(name)}
         argv = [self.python, "-m", module] + _flags(options)
         log = self.workdir / f"{name}.log" if self.logs_to_files else None
         proc = Proc(name, argv, log, http_port).start()

@@ -9,14 +9,23 @@ import gevent
 import Pyro5.api
 from loguru import logger
 
-from . import rpc
+from . import rpc, tls
 from .web import create_http_server
+
+
+def configure_rpc(args: Any, pyro_name: str) -> None:
+    """Pyro5's process-wide settings, TLS included: first thing in a node, before any proxy
+    is made. With TLS, the certificate must be the one of the node we are (pyro_name)."""
+    cert = rpc.configure(args.max_connections, args.tls_dir)
+    if args.tls_dir and cert != tls.owner_of(pyro_name):
+        raise SystemExit(f"--tls-dir {args.tls_dir} holds the certificate of {cert!r}; "
+                         f"{pyro_name} needs the one of {tls.owner_of(pyro_name)!r}")
 
 
 def run_node(args: Any, obj: Any, pyro_name: str, app: Any, on_stop: Any = None) -> None:
     """Serve `obj` over Pyro5 (registered as pyro_name) and `app` over HTTP until
-    SIGTERM/SIGINT, then unregister and stop. Blocks. Expects a gevent-patched process."""
-    rpc.configure(args.max_connections)
+    SIGTERM/SIGINT, then unregister and stop. Blocks. Expects a gevent-patched process
+    whose Pyro5 settings configure_rpc() made."""
     ns = rpc.locate_ns(args.ns_host, args.ns_port, timeout=5.0, wait=args.ns_wait)
     daemon = rpc.make_daemon(args.host, args.pyro_port, args.advertise_host)
     uri = daemon.register(obj, objectId=pyro_name)
