@@ -534,10 +534,12 @@ class Master:
                 peer = self.state.peers.get(name)
                 if peer is not None and peer.uri == uri:
                     return True
-            if not tls.may_be_secondary(name) or Pyro5.core.URI(uri).object != full_name:
+            parsed = Pyro5.core.URI(uri)
+            if not tls.may_be_secondary(name) or parsed.object != full_name:
                 known = f"{uri} cannot stand for secondary {name!r}"
-            else:
-                p = rpc.proxy(uri, self.timing.heartbeat_timeout, expect=name)
+            else:   # the daemon there (whatever objects it serves) must show name's certificate
+                p = rpc.proxy(f"PYRO:{Pyro5.core.DAEMON_NAME}@{parsed.location}",
+                              self.timing.heartbeat_timeout, expect=name)
                 try:
                     p._pyroBind()
                     known = ""
