@@ -59,7 +59,9 @@ COPY nodes/ /app/nodes/
 COPY nameserver/ /app/nameserver/
 COPY examples/ /app/examples/
 RUN python -m compileall -q /app \
- && chmod -R a+rX,go-w /app
+ && chmod -R a+rX,go-w /app \
+ && install -d -o replog -g replog -m 0755 /certs \
+ && install -d -o replog -g replog -m 0700 /ca
 
 USER replog
 

@@ -19,6 +19,8 @@ def main(argv=None) -> int:
                    "removed when the run passes)")
     p.add_argument("--keep", action="store_true", help="keep the workdir even on success")
     p.add_argument("--converge-timeout", type=float, default=30.0)
+    p.add_argument("--no-tls", action="store_true",
+                   help="plain TCP between the nodes (default: mutual TLS)")
     p.add_argument("--quiet", action="store_true", help="no progress lines, only the summary")
     p.add_argument("--schedule", action="store_true",
                    help="print the fault schedule for the seed and exit (no cluster)")
@@ -52,7 +54,8 @@ def main(argv=None) -> int:
     print(f"chaos seed {seed} (reproduce: python -m tests.chaos --seed {seed} "
           f"--duration {a.duration:g})", flush=True)
     cfg = ChaosConfig(seed=seed, duration=a.duration, clients=a.clients, workdir=a.workdir,
-                      keep=a.keep, converge_timeout=a.converge_timeout, verbose=not a.quiet)
+                      keep=a.keep, converge_timeout=a.converge_timeout, verbose=not a.quiet,
+                      tls=not a.no_tls)
     try:
         res = run(cfg)
     except KeyboardInterrupt:
