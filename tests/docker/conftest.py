@@ -20,7 +20,7 @@ import requests
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
-IMAGE = "replog:latest"
+IMAGE = os.environ.get("REPLOG_TEST_IMAGE", "replog:latest")   # tag built and run
 NODES = ("master", "secondary1", "secondary2", "secondary3")
 PORT_VARS = {"master": "MASTER_PORT", "secondary1": "SECONDARY1_PORT",
              "secondary2": "SECONDARY2_PORT", "secondary3": "SECONDARY3_PORT"}
@@ -270,7 +270,8 @@ def docker_ready() -> list[str]:
 def image(docker_ready: list[str]) -> str:
     """Build replog:latest exactly as CI does: scripts/docker-build.sh (idempotent)."""
     t0 = time.monotonic()
-    res = run(["bash", str(ROOT / "scripts" / "docker-build.sh"), "--quiet"], timeout=1200)
+    res = run(["bash", str(ROOT / "scripts" / "docker-build.sh"), "--quiet", "--tag", IMAGE],
+              timeout=1200)
     print(f"\n{res.stdout.strip()} {res.stderr.strip()} (fixture: {time.monotonic() - t0:.0f}s)")
     return IMAGE
 
