@@ -248,7 +248,8 @@ def main(argv: list[str] | None = None) -> None:
     logs.setup(args.name, args.log_level)
     log_config(args)
     configure_rpc(args, rpc.SECONDARY_PREFIX + args.name)
-    store = Store(args.data_dir, args.fsync, args.fsync_interval) if args.data_dir else None
+    store = Store(args.data_dir, args.fsync, args.fsync_interval, offload=False) \
+        if args.data_dir else None
     try:
         secondary = Secondary(args.name, args.delay, args.error_rate, store=store,
                               max_ahead=args.max_ahead)
