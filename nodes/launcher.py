@@ -249,8 +249,13 @@ def main(argv: list[str] | None = None) -> None:
                    help="--delay of the last secondary, to watch blocking replication [env REPLOG_DELAY]")
     p.add_argument("--log-level", default=os.environ.get("REPLOG_LOG_LEVEL", "INFO"),
                    help="log level of every node [env REPLOG_LOG_LEVEL]")
+    p.add_argument("--certs", default=os.environ.get("REPLOG_CERTS_OUT", ""),
+                   help="run the node plane over mutual TLS with the certificates in CERTS/NAME "
+                        "(what is missing is made, as python -m nodes.certs --out CERTS would); "
+                        "empty: plain TCP [env REPLOG_CERTS_OUT]")
     args = p.parse_args(argv)
-    cluster = LocalCluster(log_level=args.log_level, logs_to_files=False)
+    cluster = LocalCluster(log_level=args.log_level, logs_to_files=False,
+                           tls_dir=args.certs or None)
     names = [f"secondary{i}" for i in range(1, args.secondaries + 1)]
     def interrupt(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
@@ -264,7 +269,9 @@ def main(argv: list[str] | None = None) -> None:
             delay = args.delay if i == len(names) else 0
             cluster.start_secondary(name, http_port=args.base_port + i, delay=delay)
         cluster.start_master(names, http_port=args.base_port)
-        print(f"\nname server  127.0.0.1:{args.ns_port}", flush=True)
+        print(f"\nname server  127.0.0.1:{args.ns_port}"
+              + (f"   (mutual TLS, certificates in {args.certs})" if args.certs else ""),
+              flush=True)
         for proc in [cluster.master] + [cluster.procs[n] for n in names]:
             print(f"{proc.name:<12} {proc.url}", flush=True)
         print("Ctrl-C stops them all.\n", flush=True)

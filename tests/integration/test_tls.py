@@ -229,3 +229,21 @@ def test_a_node_with_another_nodes_certificate_does_not_start(tmp_path):
         assert log_has(proc, "holds the certificate of 's2'")
     finally:
         c.close()
+
+
+def test_a_stock_pyro5_client_with_a_client_certificate(tcluster):
+    """What docs/security.md tells a client without replog installed: Pyro5's own SSL
+    settings (host names checked: 127.0.0.1 is in the certificates by default)."""
+    from Pyro5 import config
+    d = tcluster.certs("client-bob")
+    tls.uninstall()                      # empty Pyro5's context cache: it builds its own
+    config.SSL = True
+    config.SSL_CACERTS, config.SSL_CLIENTCERT, config.SSL_CLIENTKEY = (
+        str(d / "ca.crt"), str(d / "node.crt"), str(d / "node.key"))
+    try:
+        with Pyro5.api.Proxy(f"PYRONAME:replog.master@127.0.0.1:{tcluster.ns_port}") as m:
+            m._pyroTimeout = 10
+            assert m.append("from stock pyro5", 3)["acks"] == 3
+    finally:
+        config.SSL_CACERTS = config.SSL_CLIENTCERT = config.SSL_CLIENTKEY = ""
+        tls.uninstall()
