@@ -63,7 +63,9 @@ COPY nameserver/ /app/nameserver/
 COPY examples/ /app/examples/
 COPY replog_cli/ /app/replog_cli/
 RUN python -m compileall -q /app \
- && chmod -R a+rX,go-w /app
+ && chmod -R a+rX,go-w /app \
+ && install -d -o replog -g replog -m 0755 /certs \
+ && install -d -o replog -g replog -m 0700 /ca
 
 USER replog
 

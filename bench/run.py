@@ -168,10 +168,10 @@ def git_commit() -> str | None:
 class Cluster:
     """A LocalCluster with the benchmark's view of it: URLs, pids, the master's Pyro URI."""
 
-    def __init__(self, workdir: Path, master_flags: dict, secondary_flags: dict):
+    def __init__(self, workdir: Path, master_flags: dict, secondary_flags: dict, tls_dir=None):
         from nodes.launcher import LocalCluster
 
-        self.lc = LocalCluster(workdir)
+        self.lc = LocalCluster(workdir, tls_dir=tls_dir)  # tls_dir: node plane over mutual TLS
         self.ns = self.lc.start_nameserver()
         self.secondaries = {name: self.lc.start_secondary(name, **secondary_flags) for name in SECONDARIES}
         self.master = self.lc.start_master(secondaries=list(SECONDARIES), **master_flags)
@@ -453,10 +453,10 @@ def ceiling_case(args, kind: str, max_connections: int | None, hold: float | Non
 # --------------------------------------------------------------------------- catch-up
 
 
-def catchup_trial(args, workdir: Path, master_flags, secondary_flags) -> dict:
+def catchup_trial(args, workdir: Path, master_flags, secondary_flags, tls_dir=None) -> dict:
     """One catch-up on a fresh cluster: s2 down while N messages are appended, then back."""
     n = args.catchup
-    cluster = Cluster(workdir, master_flags, secondary_flags)
+    cluster = Cluster(workdir, master_flags, secondary_flags, tls_dir)
     try:
         proxy = cluster.master_proxy()
         down = cluster.secondaries["s2"]
@@ -530,13 +530,14 @@ def catchup_trial(args, workdir: Path, master_flags, secondary_flags) -> dict:
         cluster.close()
 
 
-def catchup_case(args, workdir: Path, master_flags, secondary_flags) -> dict:
+def catchup_case(args, workdir: Path, master_flags, secondary_flags, tls_dir=None) -> dict:
     n = args.catchup
     trials = []
     for i in range(args.catchup_trials):
         log(f"catch-up {i + 1}/{args.catchup_trials}: s2 killed, {n:,} messages appended "
             f"(append_many, w=1), s2 restarted")
-        trials.append(catchup_trial(args, workdir / f"catchup{i}", master_flags, secondary_flags))
+        trials.append(catchup_trial(args, workdir / f"catchup{i}", master_flags, secondary_flags,
+                                    tls_dir))
     rates = sorted(t["rate"] for t in trials if t["rate"] is not None)
     times = sorted(t["catchup_s"] for t in trials if t["catchup_s"] is not None)
     firsts = sorted(t["answer_to_first_message_s"] for t in trials if t["answer_to_first_message_s"] is not None)
@@ -823,9 +824,9 @@ def parse_flags(items: list[str]) -> dict:
     return out
 
 
-ALL_PARTS = ("ceiling", "http", "pyro", "catchup", "memory", "durable", "dashboard",
+ALL_PARTS = ("ceiling", "http", "pyro", "catchup", "memory", "durable", "dashboard", "tls",
              "diagnostics")
-DEFAULT_PARTS = ("ceiling", "http", "pyro", "catchup", "memory", "durable", "dashboard")
+DEFAULT_PARTS = ("ceiling", "http", "pyro", "catchup", "memory", "durable", "dashboard", "tls")
 
 
 def parse_args(argv=None):
@@ -959,6 +960,10 @@ def main(argv=None) -> int:
             from . import dashboard
             report["dashboard"] = dashboard.dashboard_part(args, workdir, master_flags,
                                                            secondary_flags)
+        if "tls" in args.parts:
+            from . import tls
+            report["tls"] = tls.run(args, workdir, master_flags, secondary_flags,
+                                    report.get("catchup"))
     finally:
         if not args.keep_workdir:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -981,6 +986,9 @@ def main(argv=None) -> int:
     if report.get("dashboard"):
         from . import dashboard
         print(dashboard.render(report["dashboard"]))
+    if report.get("tls"):
+        from . import tls
+        print(tls.render(report["tls"]))
     print(f"\nJSON: {out}" + (f"\nchart: {report['chart']}" if report.get("chart") else ""))
     print(f"took {report['meta']['duration_s']} s")
     return 0

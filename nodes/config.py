@@ -47,6 +47,14 @@ def add_common(p: Parser) -> None:
     p.flag("--max-body", type=int, default=1 << 20, help="largest HTTP request body in bytes")
     p.flag("--max-connections", type=int, default=10_000,
            help="most HTTP (and Pyro5) connections served at once; each is a greenlet")
+    add_tls(p)
+
+
+def add_tls(p: Parser) -> None:
+    p.flag("--tls-dir", default="",
+           help="directory with ca.crt, node.crt, node.key (python -m nodes.certs makes "
+                "them): every Pyro5 connection is mutual TLS and callers are authorized by "
+                "their certificate's name; empty: plain TCP, unauthenticated (a warning)")
 
 
 def add_storage(p: Parser) -> None:

@@ -167,7 +167,12 @@ class LocalCluster:
     """Name server, master and secondaries as real processes on free loopback ports."""
 
     def __init__(self, workdir: str | Path | None = None, python: str = sys.executable,
-                 log_level: str = "INFO", logs_to_files: bool = True) -> None:
+                 log_level: str = "INFO", logs_to_files: bool = True,
+                 tls_dir: str | Path | None = None) -> None:
+        """tls_dir: run the node plane over mutual TLS with the certificates in
+        tls_dir/NAME (python -m nodes.certs layout); whatever is missing there (the CA, a
+        node's certificate) is made on the spot."""
+        self.tls_dir = Path(tls_dir) if tls_dir else None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="replog-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.python = python
@@ -182,8 +187,16 @@ class LocalCluster:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
+    def certs(self, name: str) -> Path:
+        """The --tls-dir of `name` (made if missing); needs tls_dir."""
+        assert self.tls_dir is not None, "LocalCluster without tls_dir"
+        from .certs import ensure
+        return ensure(self.tls_dir, [name]) / name
+
     def _spawn(self, name: str, module: str, options: dict[str, Any],
                http_port: int | None) -> Proc:
+        if self.tls_dir is not None and "tls_dir" not in options:
+            options = {**options, "tls_dir": self.certs(name)}
         argv = [self.python, "-m", module] + _flags(options)
         log = self.workdir / f"{name}.log" if self.logs_to_files else None
         proc = Proc(name, argv, log, http_port).start()
@@ -347,6 +360,9 @@ def parser() -> Any:
     p.flag("--restart", default="no", choices=["no", "always"],
            help="no: a node that exits stays down (the launcher prints the command that "
                 "starts it again); always: the launcher starts it again")
+    _env_flag(p, "--certs", "REPLOG_CERTS_OUT", str, "",
+              "run the node plane over mutual TLS with the certificates in CERTS/NAME (what is "
+              "missing is made, as python -m nodes.certs --out CERTS would); empty: plain TCP")
     p.flag("--restart-delay", type=float, default=1.0,
            help="seconds before a restart; doubles (up to 30) while a node keeps dying "
                 "within 10 s of its start")
@@ -419,7 +435,10 @@ class Launcher:
                                    "another --data-root")
             shutil.rmtree(self.root)
             self.log.info("--fresh: deleted {}", self.root)
-        self.cluster = LocalCluster(self.root, log_level=a.log_level, logs_to_files=False)
+        self.cluster = LocalCluster(self.root, log_level=a.log_level, logs_to_files=False,
+                                    tls_dir=a.certs or None)
+        if a.certs:
+            self.log.info("node plane over mutual TLS, certificates in {}", a.certs)
         self.log.info("data directories under {} (one per node; --fresh deletes them)", self.root)
         c = self.cluster
         self._watch(c.start_nameserver(a.ns_port), a.ns_port)

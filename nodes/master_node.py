@@ -20,7 +20,7 @@ from .core.master import ReadOnly
 from .core.progress import Backoff
 from .core.validate import BadRequest, check_append, check_messages, check_timeout, check_w
 from .replicator import Master, Timing, WriteConcernTimeout
-from .serve import locate_ns_factory, log_config, run_node
+from .serve import configure_rpc, locate_ns_factory, log_config, run_node
 from .storage.store import CorruptLog, Store
 from .web import master_app
 
@@ -115,6 +115,7 @@ def main(argv: list[str] | None = None) -> None:
         p.error(str(e))
     logs.setup("master", args.log_level)
     log_config(args)
+    configure_rpc(args, rpc.MASTER_NAME)
     store = Store(args.data_dir, args.fsync, args.fsync_interval) if args.data_dir else None
     master = Master(args.secondaries, policy, Backoff(args.retry_base, args.retry_cap),
                     Timing(args.rpc_timeout, args.heartbeat_interval, args.heartbeat_timeout,

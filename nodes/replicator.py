@@ -24,9 +24,10 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import Pyro5.core
 from loguru import logger
 
-from . import rpc
+from . import rpc, tls
 from .events import add_event
 from .metrics import MasterStats
 from .core import history as hist
@@ -84,6 +85,8 @@ class Master:
         self._threads: list[threading.Thread] = []
         self._started_peers: set[str] = set()
         self._statuses: dict[str, Status] = {}
+        # TLS: (name, uri) of a registration -> "" (verified) or why it is ignored
+        self._checked: dict[tuple[str, str], str] = {}
         self._instances: dict[str, str] = {}
         self._catching_up: dict[str, tuple[float, int]] = {}
         self._written = 0
@@ -524,6 +527,8 @@ class Master:
     def discover(self, registered: dict[str, str]) -> None:
         for full_name, uri in sorted(registered.items()):
             name = full_name[len(rpc.SECONDARY_PREFIX):]
+            if tls.enabled() and not self._verified(name, full_name, uri):
+                continue
             with self.cond:
                 change = self.state.set_uri(name, uri, self.clock())
                 if change != "same":
@@ -535,6 +540,37 @@ class Master:
                 logger.info("{} registered again at {}", name, uri)
                 add_event("discovered", f"{name} registered again at a new address")
             self._start_peer(name)
+
+    def _verified(self, name: str, full_name: str, uri: str) -> bool:
+        """With TLS: a registration counts as secondary `name` only once the endpoint it
+        names has shown name's certificate (checked once per URI; a mismatch is logged once
+        and the registration ignored, so it changes neither the peers nor the cluster size)."""
+        known = self._checked.get((name, uri))
+        if known is None:
+            with self.cond:
+                peer = self.state.peers.get(name)
+                if peer is not None and peer.uri == uri:
+                    return True
+            parsed = Pyro5.core.URI(uri)
+            if not tls.may_be_secondary(name) or parsed.object != full_name:
+                known = f"{uri} cannot stand for secondary {name!r}"
+            else:   # the daemon there (whatever objects it serves) must show name's certificate
+                p = rpc.proxy(f"PYRO:{Pyro5.core.DAEMON_NAME}@{parsed.location}",
+                              self.timing.heartbeat_timeout, expect=name)
+                try:
+                    p._pyroBind()
+                    known = ""
+                except rpc.PeerMismatch as e:
+                    known = str(e)
+                except Exception as e:   # not reachable (yet): look again next time
+                    logger.debug("could not check the certificate of {} at {}: {}", name, uri, e)
+                    return False
+                finally:
+                    p._pyroRelease()
+            self._checked[(name, uri)] = known
+            if known:
+                logger.warning("ignored the registration of {} at {}: {}", full_name, uri, known)
+        return known == ""
 
     def _log_transitions(self) -> None:
         with self.cond:

@@ -1,13 +1,24 @@
-"""Pyro5 plumbing shared by every node: settings, daemons, name-server access, proxies."""
+"""Pyro5 plumbing shared by every node: settings, daemons, name-server access, proxies.
+
+TLS: configure(tls_dir=...) turns Pyro5's SSL on for the whole process (Pyro5's config is
+process-wide), so every proxy and daemon made afterwards, here or anywhere else, speaks
+mutual TLS. The proxies made here also check that the server presents the certificate of
+the node it stands for (see nodes.tls).
+"""
 from __future__ import annotations
 
 import socket
 import time
+from pathlib import Path
+from typing import Any
 
 import Pyro5.api
 from Pyro5 import config as pyro_config
+import Pyro5.core
 import Pyro5.errors
 from loguru import logger
+
+from . import tls
 
 MASTER_NAME = "replog.master"
 SECONDARY_PREFIX = "replog.secondary."
@@ -15,12 +26,87 @@ SECONDARY_PREFIX = "replog.secondary."
 NODE_SERIALIZER = "marshal"
 
 
-def configure(threadpool_size: int = 80) -> None:
-    """Process-wide Pyro5 settings. Remote-call timeouts are set per proxy, not here."""
+TLS_HANDSHAKE_TIMEOUT = 10.0   # seconds a connecting peer has to finish its TLS handshake
+
+
+def configure(threadpool_size: int = 80, tls_dir: str | Path = "",
+              role: str = "node") -> str | None:
+    """Process-wide Pyro5 settings. Remote-call timeouts are set per proxy, not here.
+    With tls_dir (ca.crt, node.crt, node.key) every Pyro5 connection of this process, in
+    and out, is mutual TLS; returns the certificate's name. Without it, a `role` other than
+    "client" logs one warning that its node plane is unauthenticated."""
     pyro_config.SERVERTYPE = "thread"
     pyro_config.THREADPOOL_SIZE = threadpool_size
     pyro_config.SOCK_NODELAY = True   # small replies must not wait for Nagle's algorithm
     pyro_config.DETAILED_TRACEBACK = False
+    if not tls_dir:
+        tls.uninstall()
+        if role != "client":
+            logger.warning(tls.UNAUTHENTICATED)
+        return None
+    try:
+        name = tls.install(tls_dir)
+    except (tls.TlsDirError, OSError, ValueError) as e:
+        raise SystemExit(f"cannot use --tls-dir {tls_dir}: {e}") from None
+    if role != "client":
+        logger.info("node plane: mutual TLS with certificate {!r} from {}", name, tls_dir)
+    return name
+
+
+def configure_client(tls_dir: str | Path = "") -> str | None:
+    """For Python clients of a cluster (tests, benchmarks, scripts): TLS with the client
+    certificate in tls_dir (e.g. certs/client-alice), or plain TCP when empty."""
+    return configure(tls_dir=tls_dir, role="client")
+
+
+class TlsHandshakeFirst:
+    """Daemon mixin: with TLS, finish the handshake in the connection's worker, with a
+    timeout, and log a refused one (no certificate, another CA) as one line."""
+
+    def _handshake(self, conn: Any, denied_reason: Any = None) -> bool:
+        sock = conn.sock
+        if tls.enabled() and hasattr(sock, "do_handshake") and not denied_reason:
+            try:
+                addr = "%s:%s" % sock.getpeername()[:2]
+            except OSError:
+                addr = "?"
+            old = sock.gettimeout()
+            try:
+                sock.settimeout(TLS_HANDSHAKE_TIMEOUT)
+                sock.do_handshake()
+                sock.settimeout(old)
+            except (OSError, ValueError) as e:
+                logger.warning("refused a connection from {} (no valid certificate): TLS "
+                               "handshake failed: {}", addr, e)
+                return False
+        return super()._handshake(conn, denied_reason)  # type: ignore[misc]
+
+
+class NodeDaemon(TlsHandshakeFirst, Pyro5.api.Daemon):
+    pass
+
+
+class PeerMismatch(Pyro5.errors.SecurityError):
+    """The server's certificate names another node than the one we meant to reach."""
+
+
+class NodeProxy(Pyro5.api.Proxy):
+    """A proxy that, with TLS on, accepts a connection only when the server's certificate
+    names the node the URI stands for (replog.master: master, replog.secondary.X: X, the
+    name server: nameserver), or `expect` when given."""
+
+    def _pyroValidateHandshake(self, response: Any) -> None:
+        if not tls.enabled():
+            return
+        expected = self.__dict__.get("_replog_expect") or tls.expected_peer(self._pyroUri.object)
+        if expected is None:
+            return
+        got = tls.name_of(self._pyroConnection.getpeercert())
+        if got != expected:
+            where = f"{self._pyroUri.host}:{self._pyroUri.port}"
+            self._pyroRelease()
+            raise PeerMismatch(f"{where} presented the certificate of {got!r}, not of "
+                               f"{expected!r}")
 
 
 def advertised_host(bind_host: str, advertise_host: str) -> str | None:
@@ -38,13 +124,17 @@ def advertised_host(bind_host: str, advertise_host: str) -> str | None:
 def make_daemon(host: str, port: int, advertise_host: str) -> Pyro5.api.Daemon:
     nat = advertised_host(host, advertise_host)
     if nat:
-        return Pyro5.api.Daemon(host=host, port=port, nathost=nat, natport=0)
-    return Pyro5.api.Daemon(host=host, port=port)
+        return NodeDaemon(host=host, port=port, nathost=nat, natport=0)
+    return NodeDaemon(host=host, port=port)
 
 
-def proxy(uri: str, timeout: float, serializer: str | None = NODE_SERIALIZER) -> Pyro5.api.Proxy:
-    """A proxy with a timeout on every call. A proxy belongs to the thread that uses it."""
-    p = Pyro5.api.Proxy(uri)
+def proxy(uri: str, timeout: float, serializer: str | None = NODE_SERIALIZER,
+          expect: str | None = None) -> Pyro5.api.Proxy:
+    """A proxy with a timeout on every call. A proxy belongs to the thread that uses it.
+    With TLS it checks the server's certificate name (see NodeProxy)."""
+    p = NodeProxy(uri)
+    if expect:
+        object.__setattr__(p, "_replog_expect", expect)
     p._pyroTimeout = timeout
     if serializer:
         p._pyroSerializer = serializer
@@ -57,7 +147,7 @@ def locate_ns(host: str, port: int, timeout: float, wait: float = 0.0) -> Pyro5.
     delay = 0.1
     while True:
         try:
-            ns = Pyro5.api.locate_ns(host=host, port=port)
+            ns = NodeProxy(f"PYRO:{Pyro5.core.NAMESERVER_NAME}@{host}:{port}")
             ns._pyroTimeout = timeout
             ns.ping()
             return ns

@@ -19,12 +19,12 @@ from typing import Callable
 import Pyro5.api
 from loguru import logger
 
-from . import logs, rpc
+from . import logs, rpc, tls
 from .config import Parser, add_common, add_storage
 from .core.log import Refused, ReplicaLog
 from .core.validate import BadRequest, check_messages
 from .metrics import SecondaryStats
-from .serve import log_config, run_node
+from .serve import configure_rpc, log_config, run_node
 from .storage.store import CorruptLog, Store
 from .web import secondary_app
 
@@ -207,19 +207,24 @@ class SecondaryAPI:
     def replicate(self, log_id: str, epoch: int, first_seq: int, messages: list[str]) -> dict:
         """Store messages[i] at seq first_seq+i; the ACK is the highest gap-free seq. Only
         for the log and epoch this replica synced with."""
+        tls.require_caller(tls.MASTER, "replicate")
         return self._s.replicate(log_id, epoch, first_seq, messages)
 
     def sync(self, log_id: str, history: list, last_seq: int, new_log: bool = False) -> dict:
         """Keep the prefix shared with the master's log (log_id, epoch history, length)."""
+        tls.require_caller(tls.MASTER, "sync")
         return self._s.sync(log_id, history, last_seq, new_log)
 
     def heartbeat(self, log_id: str | None = None, epoch: int | None = None) -> dict:
+        tls.require_caller(tls.MASTER, "heartbeat")
         return self._s.heartbeat(log_id, epoch)
 
     def history(self) -> dict:
+        tls.require_caller(tls.MASTER, "history")
         return self._s.history()
 
     def read(self, log_id: str, first_seq: int, limit: int) -> list[str]:
+        tls.require_caller(tls.MASTER, "read")
         return self._s.read(log_id, first_seq, limit)
 
     def messages(self) -> list[str]:
@@ -233,6 +238,7 @@ class SecondaryAPI:
         return self._s.tail(count)
 
     def set_faults(self, delay: float | None = None, error_rate: float | None = None) -> dict:
+        tls.require_caller(tls.MASTER, "set_faults")
         if not self._s.allow_faults:
             raise PermissionError("fault injection is off: start the secondary with "
                                   "--allow-faults (REPLOG_ALLOW_FAULTS=1)")
@@ -271,6 +277,7 @@ def main(argv: list[str] | None = None) -> None:
         parser().error("--error-rate must be in [0, 1] and --delay >= 0")
     logs.setup(args.name, args.log_level)
     log_config(args)
+    configure_rpc(args, rpc.SECONDARY_PREFIX + args.name)
     store = Store(args.data_dir, args.fsync, args.fsync_interval, offload=False) \
         if args.data_dir else None
     try:

@@ -16,10 +16,19 @@ import Pyro5.api
 import Pyro5.errors
 from loguru import logger
 
-from . import rpc
+from . import rpc, tls
 from .web import create_http_server
 
 PING_TIMEOUT = 1.0   # how long a registered node has to answer before its entry counts as stale
+
+
+def configure_rpc(args: Any, pyro_name: str) -> None:
+    """Pyro5's process-wide settings, TLS included: first thing in a node, before any proxy
+    is made. With TLS, the certificate must be the one of the node we are (pyro_name)."""
+    cert = rpc.configure(args.max_connections, args.tls_dir)
+    if args.tls_dir and cert != tls.owner_of(pyro_name):
+        raise SystemExit(f"--tls-dir {args.tls_dir} holds the certificate of {cert!r}; "
+                         f"{pyro_name} needs the one of {tls.owner_of(pyro_name)!r}")
 
 
 def fatal(message: str, *args: Any) -> NoReturn:
@@ -54,7 +63,6 @@ def run_node(args: Any, obj: Any, pyro_name: str, app: Any, on_stop: Any = None,
     before the node registers and answers HTTP."""
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _stop_before_serving)
-    rpc.configure(args.max_connections)
     try:
         server = create_http_server(app, args.host, args.http_port, args.max_connections,
                                     args.max_body)

@@ -19,6 +19,8 @@ def main(argv=None) -> int:
                    "removed when the run passes)")
     p.add_argument("--keep", action="store_true", help="keep the workdir even on success")
     p.add_argument("--converge-timeout", type=float, default=30.0)
+    p.add_argument("--no-tls", action="store_true",
+                   help="plain TCP between the nodes (default: mutual TLS)")
     p.add_argument("--quiet", action="store_true", help="no progress lines, only the summary")
     p.add_argument("--schedule", action="store_true",
                    help="print the fault schedule for the seed and exit (no cluster)")
@@ -54,7 +56,7 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGTERM, on_term)
     cfg = ChaosConfig(seed=seed, duration=a.duration, clients=a.clients, workdir=a.workdir,
                       keep=a.keep, converge_timeout=a.converge_timeout, verbose=not a.quiet,
-                      master_data_dir=not a.master_in_memory)
+                      master_data_dir=not a.master_in_memory, tls=not a.no_tls)
     print(f"chaos seed {seed} (reproduce: {cfg.repro()})", flush=True)
     try:
         res = run(cfg)

@@ -68,6 +68,7 @@ class ChaosConfig:
     keep: bool = False  # keep the workdir (logs, history.json) even when the run passes
     converge_timeout: float = 30.0
     startup_timeout: float = 30.0
+    tls: bool = True  # node plane over mutual TLS (certificates made in the workdir)
     # clients
     # Even-numbered clients are "patient": any w, a body "timeout" half of the time (else
     # they wait up to default_wait). Odd-numbered ones are "impatient": mostly small w and
@@ -115,6 +116,8 @@ class ChaosConfig:
             cmd += f" --clients {self.clients}"
         if not self.master_data_dir:
             cmd += " --master-in-memory"
+        if not self.tls:
+            cmd += " --no-tls"
         return cmd
 
 
@@ -392,7 +395,8 @@ class Run:
     def start_cluster(self) -> None:
         t = time.monotonic()
         launcher = _import_launcher()
-        self.cluster = launcher.LocalCluster(self.workdir)
+        self.cluster = launcher.LocalCluster(
+            self.workdir, tls_dir=os.path.join(self.workdir, "certs") if self.cfg.tls else None)
         self.procs["ns"] = self.cluster.start_nameserver()
         data = os.path.join(self.workdir, "data")
         for name in SECONDARIES:

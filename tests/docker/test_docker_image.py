@@ -49,4 +49,5 @@ def test_compose_file_is_valid(compose_cmd: list[str]) -> None:
     base = [*compose_cmd, "-f", str(COMPOSE_FILE), "--project-directory", str(ROOT)]
     run([*base, "config", "-q"])
     services = run([*base, "--profile", "extra", "config", "--services"]).stdout.split()
-    assert set(services) == {"nameserver", "master", "secondary1", "secondary2", "secondary3"}
+    assert set(services) == {"certs", "nameserver", "master", "secondary1", "secondary2",
+                             "secondary3"}

@@ -211,7 +211,8 @@ def test_python_proxy_path(two, cluster):
 
 @pytest.mark.parametrize("module", ["nameserver", "nodes.master_node", "nodes.secondary_node",
                                     "nodes.launcher", "examples.echo.server",
-                                    "examples.echo.client", "bench", "tests.chaos"])
+                                    "examples.echo.client", "bench", "tests.chaos",
+                                    "nodes.certs"])
 def test_every_entry_point_has_help(module):
     out = subprocess.run([sys.executable, "-m", module, "--help"], cwd=ROOT,
                          capture_output=True, text=True, timeout=30)
