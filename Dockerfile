@@ -31,9 +31,12 @@ ENV PYTHONUNBUFFERED=1 \
     LANG=C.UTF-8
 
 # A venv makes Debian's externally-managed python3 and the python:3.11-slim one behave the same.
+# /data belongs to the node's user: a new named volume mounted there (docker-compose.yml,
+# REPLOG_DATA_DIR=/data) copies this owner, so the node can write its log into it.
 RUN python3 -m venv /opt/venv \
  && useradd --system --uid 10001 --user-group --home-dir /app --no-create-home \
-        --shell /usr/sbin/nologin replog
+        --shell /usr/sbin/nologin replog \
+ && mkdir -p /data && chown replog:replog /data && chmod 0750 /data
 
 # wheels/ always exists (wheels/.gitkeep); the glob makes pyproject.toml optional for COPY.
 COPY wheels pyproject.tom[l] /build/
