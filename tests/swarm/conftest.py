@@ -60,8 +60,8 @@ def swarm_state() -> tuple[str, bool]:
 @pytest.fixture(scope="session")
 def swarm() -> Any:
     """An active swarm whose manager is this engine. Created on 127.0.0.1 when none is active,
-    and then left (docker swarm leave --force) at the end of the session; an existing swarm is
-    used as it is and left alone."""
+    and then left (docker swarm leave --force, and the docker_gwbridge network it made
+    removed) at the end of the session; an existing swarm is used as it is and left alone."""
     err = docker_engine_error()
     if err:
         msg = f"no Docker engine answers ({err}): every test marked swarm was skipped"
@@ -70,6 +70,8 @@ def swarm() -> Any:
         pytest.skip(msg)
     state, manager = swarm_state()
     created = False
+    had_gwbridge = bool(run(["docker", "network", "ls", "-q", "--filter",
+                             "name=^docker_gwbridge$"]).stdout.strip())
     if state == "inactive":
         run(["docker", "swarm", "init", "--advertise-addr", "127.0.0.1",
              "--listen-addr", "127.0.0.1:2377"], timeout=60)
@@ -83,6 +85,8 @@ def swarm() -> Any:
     finally:
         if created:
             run(["docker", "swarm", "leave", "--force"], timeout=60, check=False)
+            if not had_gwbridge:   # made by `swarm init`; `swarm leave` leaves it behind
+                run(["docker", "network", "rm", "docker_gwbridge"], timeout=60, check=False)
 
 
 @pytest.fixture(scope="session")
