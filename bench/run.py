@@ -823,8 +823,8 @@ def parse_flags(items: list[str]) -> dict:
     return out
 
 
-ALL_PARTS = ("ceiling", "http", "pyro", "catchup", "memory", "diagnostics")
-DEFAULT_PARTS = ("ceiling", "http", "pyro", "catchup", "memory")
+ALL_PARTS = ("ceiling", "http", "pyro", "catchup", "memory", "durable", "diagnostics")
+DEFAULT_PARTS = ("ceiling", "http", "pyro", "catchup", "memory", "durable")
 
 
 def parse_args(argv=None):
@@ -839,6 +839,9 @@ def parse_args(argv=None):
     p.add_argument("--catchup", type=int, default=None, help="catch-up messages (default 100,000, quick 10,000)")
     p.add_argument("--memory", type=int, default=None, help="memory messages (default 1,000,000, quick 50,000)")
     p.add_argument("--batch", type=int, default=10_000, help="append_many batch when filling (default 10,000)")
+    p.add_argument("--stored", type=int, default=None,
+                   help="messages stored for the durable part's recovery and read cases "
+                        "(default 1,000,000, quick 20,000)")
     p.add_argument("--catchup-trials", type=int, default=None, help="catch-up repetitions (3, quick 1)")
     p.add_argument("--catchup-timeout", type=float, default=120.0)
     p.add_argument("--ws", default="1,2,3", help="write concerns to run (default 1,2,3)")
@@ -865,6 +868,7 @@ def parse_args(argv=None):
     args.catchup = args.catchup if args.catchup is not None else (10_000 if args.quick else 100_000)
     args.catchup_trials = args.catchup_trials or (1 if args.quick else 3)
     args.memory = args.memory if args.memory is not None else (50_000 if args.quick else 1_000_000)
+    args.stored = args.stored if args.stored is not None else (20_000 if args.quick else 1_000_000)
     args.parts = [x.strip() for x in args.only.split(",") if x.strip()]
     if args.diagnostics and "diagnostics" not in args.parts:
         args.parts.append("diagnostics")
@@ -947,6 +951,9 @@ def main(argv=None) -> int:
             report["catchup"] = catchup_case(args, workdir, master_flags, secondary_flags)
         if "memory" in args.parts:
             report["memory"] = memory_case(args, workdir, master_flags, secondary_flags)
+        if "durable" in args.parts:
+            from . import durable
+            report["durable"] = durable.run(args, workdir)
     finally:
         if not args.keep_workdir:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -963,6 +970,9 @@ def main(argv=None) -> int:
         report["chart"] = draw_chart(report, out.with_suffix(".png"))
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(render_table(report))
+    if report.get("durable"):
+        from . import durable
+        print(durable.render(report["durable"]))
     print(f"\nJSON: {out}" + (f"\nchart: {report['chart']}" if report.get("chart") else ""))
     print(f"took {report['meta']['duration_s']} s")
     return 0

@@ -183,6 +183,8 @@ class Master:
                 if self.store is not None:
                     self.store.truncate(plan.keep)
             if src.name != "master" and src.length > plan.keep:
+                if self.store is not None:   # a crash mid-fetch leaves a valid prefix
+                    self.store.save_meta(log_id, hist.cut(src.history, src.length))
                 fetched = self._fetch(src, plan.keep)
             history = hist.begin_epoch(hist.cut(src.history, src.length), log.last_seq,
                                        plan.epoch)

@@ -241,7 +241,8 @@ def main(argv: list[str] | None = None) -> None:
         parser().error("--error-rate must be in [0, 1] and --delay >= 0")
     logs.setup(args.name, args.log_level)
     log_config(args)
-    store = Store(args.data_dir, args.fsync, args.fsync_interval) if args.data_dir else None
+    store = Store(args.data_dir, args.fsync, args.fsync_interval, offload=False) \
+        if args.data_dir else None
     try:
         secondary = Secondary(args.name, args.delay, args.error_rate, store=store,
                               max_ahead=args.max_ahead)

@@ -157,22 +157,24 @@ class MasterState:
 
     def next_batch(self, name: str, now: float) -> Batch | Sync | None:
         """What to send to this secondary now: a Sync when it follows another log or epoch,
-        else everything after its ACK (up to what the master's disk holds), in one batch."""
+        else everything after its ACK, in one batch."""
         peer = self.peers[name]
         if peer.uri is None or now < peer.retry_at or self.recovering is not None:
             return None
         if not self.synced(name):
             return Sync(self.log_id, self.history, self.log.last_seq)
-        if peer.acked >= self.durable:
+        if peer.acked >= self.log.last_seq:
             return None
+        # Sent while the master's own sync may still run: the two disks work at once. An
+        # entry a master loses in a crash before its sync was never acknowledged; a restarted
+        # master adopts it from a secondary that has it, or cuts it off the secondaries.
         first = peer.acked + 1
-        return Batch(first, self.log.entries(first, min(self.max_batch, self.durable - peer.acked),
-                                             self.max_batch_bytes))
+        return Batch(first, self.log.entries(first, self.max_batch, self.max_batch_bytes))
 
     def wake_at(self, name: str) -> float | None:
         """When next_batch may have something for this secondary without new appends."""
         peer = self.peers[name]
-        if peer.uri is None or (peer.acked >= self.durable and self.synced(name)):
+        if peer.uri is None or (peer.acked >= self.log.last_seq and self.synced(name)):
             return None
         return peer.retry_at
 

@@ -130,3 +130,27 @@ def test_wal_truncate_keeps_exactly_the_prefix(tmp_path, keep):
     w.close()
     loaded = Wal(tmp_path).load()
     assert loaded.messages == [f"m{s}" for s in range(1, keep + 1)] + ["new"]
+
+
+def test_store_modes_sync_as_they_say(tmp_path):
+    import time as _time
+
+    from nodes.storage.store import Store
+    for mode, synced_at_once in (("always", 1), ("never", 0)):
+        st = Store(tmp_path / mode, mode)
+        st.load()
+        st.write(1, ["a"])
+        st.commit()
+        assert st.syncs == synced_at_once
+        st.close()
+    st = Store(tmp_path / "interval", "interval", interval_ms=10)
+    st.load()
+    st.write(1, ["a"])
+    st.commit()
+    deadline = _time.monotonic() + 5
+    while st.syncs == 0 and _time.monotonic() < deadline:
+        _time.sleep(0.01)
+    assert st.syncs == 1
+    st.close()
+    with pytest.raises(ValueError):
+        Store(tmp_path / "x", "sometimes")
