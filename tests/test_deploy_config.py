@@ -489,6 +489,10 @@ def test_replica_counts() -> None:
 
 def test_kustomization_lists_every_manifest() -> None:
     kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    assert kustomization["apiVersion"] == "kustomize.config.k8s.io/v1beta1"
+    assert kustomization["kind"] == "Kustomization"
+    assert set(kustomization) == {"apiVersion", "kind", "namespace", "resources", "images"}
+    assert kustomization["namespace"] == SAMPLE_NAMESPACE
     files = {p.name for p in K8S.glob("*.yaml")} | {p.name for p in K8S.glob("*.yml")}
     assert set(kustomization["resources"]) == files - {"kustomization.yaml"}
 
