@@ -1,0 +1,258 @@
+"""Fixtures for the Swarm tests: a single-node swarm (created on 127.0.0.1 only when none is
+active, and left afterwards only then), the image built by scripts/docker-build.sh, and
+deploy/swarm/stack.yml deployed under a unique stack name on a free host port.
+
+Every request goes to ports published on this host (127.0.0.1): the master's fixed one and
+each secondary's random one (`mode: host`), found with `docker inspect`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from tests.docker.conftest import ROOT, docker_engine_error, free_port, run, wait_until
+
+STACK_FILE = ROOT / "deploy" / "swarm" / "stack.yml"
+# The image the stack runs: replog:latest, what the Docker tests and CI build, unless
+# REPLOG_TEST_IMAGE names another tag (as for the Docker tests: keeps checkouts that share one
+# Docker engine apart).
+IMAGE = os.environ.get("REPLOG_TEST_IMAGE", "replog:latest")
+HTTP_TIMEOUT = 10.0
+SECONDARY_HTTP = "5001/tcp"
+
+# Short failure-detector thresholds, so that a killed task is noticed within a second or two.
+FAST_TIMING = {
+    "REPLOG_HEARTBEAT_INTERVAL": "0.2",
+    "REPLOG_HEARTBEAT_TIMEOUT": "0.5",
+    "REPLOG_SUSPECT_AFTER": "1.0",
+    "REPLOG_UNHEALTHY_AFTER": "2.5",
+    "REPLOG_DISCOVERY_INTERVAL": "0.5",
+    "HEALTHCHECK_INTERVAL": "1s",
+}
+
+_skip_reason: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _skip_reason:
+        terminalreporter.section("SWARM TESTS SKIPPED", sep="!", red=True, bold=True)
+        terminalreporter.line(_skip_reason[0], red=True, bold=True)
+
+
+# --- the swarm ----------------------------------------------------------------------------------
+
+def swarm_state() -> tuple[str, bool]:
+    """(LocalNodeState, ControlAvailable) of this engine: ('inactive', False), ('active', True)."""
+    out = run(["docker", "info", "--format",
+               "{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}"], timeout=30).stdout
+    state, control = out.split()
+    return state, control == "true"
+
+
+@pytest.fixture(scope="session")
+def swarm() -> Any:
+    """An active swarm whose manager is this engine. Created on 127.0.0.1 when none is active,
+    and then left (docker swarm leave --force, and the docker_gwbridge network it made
+    removed) at the end of the session; an existing swarm is used as it is and left alone."""
+    err = docker_engine_error()
+    if err:
+        msg = f"no Docker engine answers ({err}): every test marked swarm was skipped"
+        if not _skip_reason:
+            _skip_reason.append(msg)
+        pytest.skip(msg)
+    state, manager = swarm_state()
+    created = False
+    had_gwbridge = bool(run(["docker", "network", "ls", "-q", "--filter",
+                             "name=^docker_gwbridge$"]).stdout.strip())
+    if state == "inactive":
+        run(["docker", "swarm", "init", "--advertise-addr", "127.0.0.1",
+             "--listen-addr", "127.0.0.1:2377"], timeout=60)
+        created = True
+        state, manager = swarm_state()
+    if state != "active" or not manager:
+        pytest.fail(f"this Docker engine is in a swarm as {state!r} without the manager role: "
+                    "stacks can only be deployed from a manager")
+    try:
+        yield
+    finally:
+        if created:
+            run(["docker", "swarm", "leave", "--force"], timeout=60, check=False)
+            if not had_gwbridge:   # made by `swarm init`; `swarm leave` leaves it behind
+                run(["docker", "network", "rm", "docker_gwbridge"], timeout=60, check=False)
+
+
+@pytest.fixture(scope="session")
+def swarm_image(swarm: None) -> str:
+    """The image, built exactly as CI builds it (scripts/docker-build.sh, idempotent)."""
+    t0 = time.monotonic()
+    res = run(["bash", str(ROOT / "scripts" / "docker-build.sh"), "--quiet", "--tag", IMAGE],
+              timeout=1200)
+    print(f"\n{res.stdout.strip()} {res.stderr.strip()} (fixture: {time.monotonic() - t0:.0f}s)")
+    return IMAGE
+
+
+# --- one deployed stack -------------------------------------------------------------------------
+
+class Stack:
+    """`docker stack deploy -c deploy/swarm/stack.yml replog-swarm-<random>` on free ports."""
+
+    def __init__(self, image: str, env_overrides: dict[str, str] | None = None) -> None:
+        self.name = f"replog-swarm-{uuid.uuid4().hex[:8]}"
+        self.master_port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("REPLOG_")}
+        env.update({"REPLOG_IMAGE": image, "MASTER_PORT": str(self.master_port)})
+        env.update(FAST_TIMING)
+        env.update(env_overrides or {})
+        self.env = env
+        self.http = requests.Session()
+
+    # docker
+    def service(self, role: str) -> str:
+        return f"{self.name}_{role}"
+
+    def deploy(self) -> None:
+        # --resolve-image never: the image is local, there is no registry to ask for a digest.
+        run(["docker", "stack", "deploy", "--resolve-image", "never", "-c", str(STACK_FILE),
+             self.name], env=self.env, timeout=120)
+
+    def scale(self, replicas: int) -> None:
+        """Returns once Swarm says the service converged (its tasks run and are healthy)."""
+        run(["docker", "service", "scale", f"{self.service('secondary')}={replicas}"],
+            timeout=120)
+
+    def containers(self, role: str) -> list[dict]:
+        """docker inspect of the role's running containers."""
+        ids = run(["docker", "ps", "-q", "--filter",
+                   f"label=com.docker.swarm.service.name={self.service(role)}"]).stdout.split()
+        if not ids:
+            return []
+        return json.loads(run(["docker", "inspect", *ids]).stdout)
+
+    def secondaries(self) -> dict[str, dict]:
+        """Running secondary tasks by replog name: {'secondary1': {'id', 'port', 'slot'}}."""
+        found = {}
+        for c in self.containers("secondary"):
+            env = dict(e.split("=", 1) for e in c["Config"]["Env"])
+            bindings = (c["NetworkSettings"]["Ports"] or {}).get(SECONDARY_HTTP) or []
+            if not bindings:     # starting: no port yet
+                continue
+            found[env["REPLOG_NAME"]] = {
+                "id": c["Id"], "port": int(bindings[0]["HostPort"]),
+                "slot": int(c["Config"]["Labels"]["com.docker.swarm.task.name"].split(".")[1])}
+        return found
+
+    def logs(self) -> str:
+        parts = []
+        for role in ("nameserver", "master", "secondary"):
+            ps = run(["docker", "service", "ps", "--no-trunc", "--format",
+                      "{{.Name}} {{.CurrentState}} {{.Error}}", self.service(role)],
+                     check=False, timeout=30)
+            logs = run(["docker", "service", "logs", "--no-trunc", "--timestamps",
+                        self.service(role)], check=False, timeout=60)
+            tail = (logs.stdout + logs.stderr).splitlines()[-80:]
+            parts.append(f"----- {self.service(role)}: tasks -----\n{ps.stdout}{ps.stderr}"
+                         f"----- {self.service(role)}: last {len(tail)} log lines -----\n"
+                         + "\n".join(tail))
+        return "\n".join(parts)
+
+    def leftovers(self) -> dict[str, list[str]]:
+        """Whatever of this stack still exists (everything is labelled with its namespace)."""
+        label = f"label=com.docker.stack.namespace={self.name}"
+        return {kind: run(cmd + ["--filter", label], check=False).stdout.split()
+                for kind, cmd in (("services", ["docker", "service", "ls", "-q"]),
+                                  ("containers", ["docker", "ps", "-aq"]),
+                                  ("networks", ["docker", "network", "ls", "-q"]))}
+
+    def remove(self, timeout: float = 90) -> dict[str, list[str]]:
+        """docker stack rm, wait until its services, containers and network are gone, then
+        remove its volumes. Returns what was still there at the deadline (empty lists: clean)."""
+        self.http.close()
+        run(["docker", "stack", "rm", self.name], check=False, timeout=60)
+        deadline = time.monotonic() + timeout
+        left = self.leftovers()
+        while any(left.values()) and time.monotonic() < deadline:
+            time.sleep(0.5)
+            left = self.leftovers()
+        label = f"label=com.docker.stack.namespace={self.name}"
+        volumes = run(["docker", "volume", "ls", "-q", "--filter", label], check=False).stdout.split()
+        if volumes:
+            run(["docker", "volume", "rm", *volumes], check=False, timeout=60)
+        left["volumes"] = run(["docker", "volume", "ls", "-q", "--filter", label],
+                              check=False).stdout.split()
+        return left
+
+    # HTTP, always through ports published on this host
+    def url(self, node: str, path: str) -> str:
+        port = self.master_port if node == "master" else self.secondaries()[node]["port"]
+        return f"http://127.0.0.1:{port}{path}"
+
+    def get(self, node: str, path: str, timeout: float = HTTP_TIMEOUT) -> requests.Response:
+        return self.http.get(self.url(node, path), timeout=timeout)
+
+    def post(self, message: str, w: int | None = None, timeout: float = HTTP_TIMEOUT,
+             **extra: Any) -> requests.Response:
+        body: dict[str, Any] = {"message": message, **extra}
+        if w is not None:
+            body["w"] = w
+        return self.http.post(self.url("master", "/messages"), json=body, timeout=timeout)
+
+    def messages(self, node: str) -> list[str]:
+        r = self.get(node, "/messages")
+        r.raise_for_status()
+        return r.json()["messages"]
+
+    def health(self, node: str = "master") -> dict:
+        r = self.get(node, "/health")
+        r.raise_for_status()
+        return r.json()
+
+    def wait_cluster(self, names: set[str], timeout: float = 90) -> dict:
+        """Until the master counts exactly `names` (plus itself) in its cluster, every one of
+        them Healthy with everything acknowledged, and it accepts writes."""
+        def ready() -> dict | None:
+            h = self.health()
+            secs = h["secondaries"]
+            ok = (not h["read_only"] and set(secs) == names
+                  and h["quorum"]["size"] == 1 + len(names)
+                  and all(s["status"] == "Healthy" and s["acked_seq"] == h["last_seq"]
+                          for s in secs.values()))
+            return h if ok else None
+        return wait_until(ready, timeout, interval=0.3,
+                          what=f"the master to count {sorted(names)}, all Healthy and caught up")
+
+
+@pytest.fixture(scope="module")
+def stack(swarm_image: str) -> Any:
+    """deploy/swarm/stack.yml, deployed and answering: the master counts secondary1 and
+    secondary2 as Healthy. Removed at the end of the module whatever happened (a test may
+    have removed it already)."""
+    s = Stack(swarm_image)
+    try:
+        s.deploy()
+        wait_until(lambda: s.get("master", "/health", timeout=2).status_code == 200, 120,
+                   what=f"the master to answer on 127.0.0.1:{s.master_port}")
+        s.wait_cluster({"secondary1", "secondary2"})
+        yield s
+    except BaseException:
+        print(s.logs())
+        raise
+    finally:
+        s.remove()
+
+
+@pytest.fixture(autouse=True)
+def _stack_logs_on_failure(request: pytest.FixtureRequest) -> Any:
+    """When a test fails, print every service's tasks and the tail of its logs."""
+    yield
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.failed and "stack" in request.fixturenames:
+        s: Stack = request.getfixturevalue("stack")
+        print(f"\n===== services of stack {s.name} =====\n{s.logs()}")
