@@ -315,6 +315,8 @@ def test_healthchecks_ask_the_nodes_own_http_port() -> None:
         if node.role == "nameserver":
             port = node.sample_env.get("REPLOG_PORT")
             assert f"locate_ns('127.0.0.1', {port}" in test, f"{node.label}: {test}"
+            # TLS on: the ping needs the name server's own certificate
+            assert "configure_client(os.environ.get('REPLOG_TLS_DIR'" in test, node.label
         else:
             assert "/health" in test and "os.environ['REPLOG_HTTP_PORT']" in test, node.label
 
@@ -438,7 +440,8 @@ def test_data_directories_are_volumes(node: Node) -> None:
 # --- the three files say the same --------------------------------------------------------------
 
 # Differ by design: how a node is named and addressed on each platform, and per-instance knobs.
-PER_PLATFORM = {"REPLOG_NAME", "REPLOG_ADVERTISE_HOST", "REPLOG_SECONDARIES"}
+# (REPLOG_TLS_DIR: where each platform mounts the certificates; test_every_node_runs_tls checks it.)
+PER_PLATFORM = {"REPLOG_NAME", "REPLOG_ADVERTISE_HOST", "REPLOG_SECONDARIES", "REPLOG_TLS_DIR"}
 
 
 @pytest.mark.parametrize("role", ["nameserver", "master", "secondary"])
@@ -533,8 +536,10 @@ def test_k8s_pods_are_probed_requested_and_run_as_the_images_user(node: Node) ->
     named = {p["name"]: p["containerPort"] for p in container["ports"]}
     for probe in ("readinessProbe", "livenessProbe"):
         spec = container[probe]
-        if node.role == "nameserver":   # no HTTP: its Pyro5 port
-            assert named[spec["tcpSocket"]["port"]] == int(node.sample_env["REPLOG_PORT"])
+        if node.role == "nameserver":   # no HTTP: a Pyro5 ping of its port, over TLS
+            command = " ".join(spec["exec"]["command"])
+            assert f"locate_ns('127.0.0.1', {node.sample_env['REPLOG_PORT']}" in command
+            assert "configure_client(os.environ.get('REPLOG_TLS_DIR'" in command, node.label
         else:
             assert spec["httpGet"]["path"] == "/health", f"{node.label}: {probe}"
             assert named[spec["httpGet"]["port"]] == int(node.sample_env["REPLOG_HTTP_PORT"])
@@ -559,3 +564,94 @@ def test_k8s_services_reach_declared_ports() -> None:
             assert target in named or target in named.values(), f"Service {name}: {port}"
             assert named.get(target, target) == port["port"], \
                 f"Service {name}: port {port['port']} should equal the container's, as documented"
+
+
+# --- TLS: every node's node plane is mutual TLS, with its own certificate ----------------------
+
+TLS_FILES = ("ca.crt", "node.crt", "node.key")
+# The most secondaries each file mounts certificates for (docs/deploy.md says so).
+MAX_SECONDARIES = {"stack": 5, "k8s": 5}
+
+
+def image_uid() -> int:
+    return int(re.search(r"--uid (\d+)", (ROOT / "Dockerfile").read_text()).group(1))
+
+
+def tls_instances(node: Node) -> list[tuple[str, str]]:
+    """(certificate name, REPLOG_TLS_DIR) of every instance the file can run of this node:
+    a secondary service/StatefulSet up to its documented maximum scale."""
+    env = node.env
+    tls_dir = env.get("REPLOG_TLS_DIR")
+    assert tls_dir, f"{node.label}: REPLOG_TLS_DIR is not set (the node plane would be plain)"
+    if node.role != "secondary":
+        return [(node.role, node.sample_env["REPLOG_TLS_DIR"])]
+    if node.source == "compose":
+        return [(node.sample_env["REPLOG_NAME"], node.sample_env["REPLOG_TLS_DIR"])]
+    out = []
+    for i in range(MAX_SECONDARIES[node.source]):
+        if node.source == "stack":
+            slot = str(i + 1)
+            name = interpolate(env["REPLOG_NAME"]).replace("{{.Task.Slot}}", slot)
+            out.append((name, interpolate(tls_dir).replace("{{.Task.Slot}}", slot)))
+        else:
+            pod = f"{node.raw['metadata']['name']}-{i}"
+            resolve = lambda v: v.replace("$(POD_NAME)", pod)   # noqa: E731
+            assert resolve(env["REPLOG_NAME"]) == pod
+            out.append((pod, resolve(tls_dir)))
+    return out
+
+
+@pytest.mark.parametrize("node", ALL_NODES, ids=lambda n: n.label)
+def test_every_node_runs_tls_with_its_own_certificate(node: Node) -> None:
+    """REPLOG_TLS_DIR is set, and in every instance it names a folder where the platform
+    mounts ca.crt, node.crt and node.key made for that very node name (nodes.certs makes
+    DIR/NAME/...); the key is readable by the image's user only."""
+    uid = image_uid()
+    for name, tls_dir in tls_instances(node):
+        where = f"{node.label} ({name})"
+        if node.source == "compose":
+            (certs,) = [v for v in node.raw["volumes"] if tls_dir.startswith(mount_target(v) + "/")]
+            assert tls_dir == f"{mount_target(certs)}/{name}", where
+            maker = next(s for s in COMPOSE_DOC["services"].values()
+                         if s["command"][2:3] == ["nodes.certs"])
+            assert mount_source(certs) in {mount_source(v) for v in maker["volumes"]}, where
+            assert name in maker["environment"]["REPLOG_CERTS_NAMES"].split(","), where
+        elif node.source == "stack":
+            targets = {}
+            for ref in node.raw["secrets"]:
+                target = ref["target"]
+                targets[target if target.startswith("/") else f"/run/secrets/{target}"] = ref
+            for f in TLS_FILES:
+                ref = targets.get(f"{tls_dir}/{f}")
+                assert ref, f"{where}: no secret mounted at {tls_dir}/{f}"
+                source = STACK_DOC["secrets"][ref["source"]]["file"]
+                assert source.endswith(f"/{name}/{f}"), f"{where}: {tls_dir}/{f} is {source}"
+                if f == "node.key":
+                    assert (int(ref["uid"]), ref["mode"]) == (uid, 0o400), where
+        else:
+            pod = node.raw["spec"]["template"]["spec"]
+            mounts = {m["name"]: m for m in pod["containers"][0]["volumeMounts"]}
+            volumes = {v["name"]: v for v in pod["volumes"]}
+            (vname,) = [n for n, m in mounts.items()
+                        if tls_dir == m["mountPath"] or tls_dir.startswith(m["mountPath"] + "/")]
+            assert mounts[vname]["readOnly"], where
+            rel = tls_dir[len(mounts[vname]["mountPath"]):].strip("/")
+            vol = volumes[vname]
+            if "secret" in vol:      # the whole Secret: its keys are the files' names
+                assert rel == "" and vol["secret"]["secretName"] == f"replog-tls-{name}", where
+                assert "items" not in vol["secret"], where
+            else:
+                (src,) = [s["secret"] for s in vol["projected"]["sources"]
+                          if s["secret"]["name"] == f"replog-tls-{name}"]
+                assert {i["key"]: i["path"] for i in src["items"]} == \
+                    {f: f"{rel}/{f}" for f in TLS_FILES}, where
+            assert pod["securityContext"]["fsGroup"] == uid, f"{where}: the key for its group"
+
+
+def test_stack_secrets_come_from_one_certificates_folder() -> None:
+    """Every secret the stack defines is a file of nodes.certs' output folder, and is used."""
+    used = {ref["source"] for n in STACK_NODES for ref in n.raw.get("secrets", [])}
+    assert used == set(STACK_DOC["secrets"])
+    for key, spec in STACK_DOC["secrets"].items():
+        assert re.fullmatch(r"\$\{REPLOG_CERTS_DIR:-\./certs\}/[a-z0-9-]+/(ca\.crt|node\.crt|node\.key)",
+                            spec["file"]), (key, spec)

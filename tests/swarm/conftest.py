@@ -4,12 +4,19 @@ deploy/swarm/stack.yml deployed under a unique stack name on a free host port.
 
 Every request goes to ports published on this host (127.0.0.1): the master's fixed one and
 each secondary's random one (`mode: host`), found with `docker inspect`.
+
+The node plane runs mutual TLS, as docs/deploy.md tells a user to: deploy/swarm/make-certs.sh
+makes the certificates (in the image) into a temporary folder, REPLOG_CERTS_DIR points the
+stack at it, `docker stack deploy` turns the files into secrets and `docker stack rm` removes
+them.
 """
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -21,6 +28,7 @@ import requests
 from tests.docker.conftest import ROOT, docker_engine_error, free_port, run, wait_until
 
 STACK_FILE = ROOT / "deploy" / "swarm" / "stack.yml"
+MAKE_CERTS = ROOT / "deploy" / "swarm" / "make-certs.sh"
 # The image the stack runs: replog:latest, what the Docker tests and CI build, unless
 # REPLOG_TEST_IMAGE names another tag (as for the Docker tests: keeps checkouts that share one
 # Docker engine apart).
@@ -110,13 +118,20 @@ class Stack:
         env = {k: v for k, v in os.environ.items() if not k.startswith("REPLOG_")}
         env.update({"REPLOG_IMAGE": image, "MASTER_PORT": str(self.master_port)})
         env.update(FAST_TIMING)
+        self.certs = tempfile.mkdtemp(prefix=f"{self.name}-certs-")
+        env["REPLOG_CERTS_DIR"] = self.certs
         env.update(env_overrides or {})
         self.env = env
+        self.image = image
         self.http = requests.Session()
 
     # docker
     def service(self, role: str) -> str:
         return f"{self.name}_{role}"
+
+    def make_certs(self) -> None:
+        """deploy/swarm/make-certs.sh: nameserver, master, secondary1..5 (what the stack mounts)."""
+        run(["bash", str(MAKE_CERTS), "--out", self.certs, "--image", self.image], timeout=120)
 
     def deploy(self) -> None:
         # --resolve-image never: the image is local, there is no registry to ask for a digest.
@@ -169,12 +184,15 @@ class Stack:
         return {kind: run(cmd + ["--filter", label], check=False).stdout.split()
                 for kind, cmd in (("services", ["docker", "service", "ls", "-q"]),
                                   ("containers", ["docker", "ps", "-aq"]),
+                                  ("secrets", ["docker", "secret", "ls", "-q"]),
                                   ("networks", ["docker", "network", "ls", "-q"]))}
 
     def remove(self, timeout: float = 90) -> dict[str, list[str]]:
         """docker stack rm, wait until its services, containers and network are gone, then
-        remove its volumes. Returns what was still there at the deadline (empty lists: clean)."""
+        remove its volumes and the certificates' folder. Returns what was still there at the
+        deadline (empty lists: clean)."""
         self.http.close()
+        shutil.rmtree(self.certs, ignore_errors=True)
         run(["docker", "stack", "rm", self.name], check=False, timeout=60)
         deadline = time.monotonic() + timeout
         left = self.leftovers()
@@ -236,6 +254,7 @@ def stack(swarm_image: str) -> Any:
     have removed it already)."""
     s = Stack(swarm_image)
     try:
+        s.make_certs()
         s.deploy()
         wait_until(lambda: s.get("master", "/health", timeout=2).status_code == 200, 120,
                    what=f"the master to answer on 127.0.0.1:{s.master_port}")

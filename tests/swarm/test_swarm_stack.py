@@ -2,9 +2,11 @@
 user to: docker stack deploy, docker service scale, docker kill, docker stack rm.
 
 The tests share one stack and run in order: 2 secondaries -> a write with w = every node ->
-scaled to 3 -> one killed and restarted by Swarm -> scaled back to 2 -> removed.
+the node plane is mutual TLS -> scaled to 3 -> one killed and restarted by Swarm -> scaled back to 2 -> removed.
 """
 from __future__ import annotations
+
+import json
 
 import pytest
 
@@ -33,6 +35,50 @@ def test_write_with_w_every_node_is_held_by_every_secondary(stack: Stack) -> Non
     # w = 3 was met: both secondaries hold it now, no waiting.
     for name in running:
         assert stack.messages(name) == ["to-every-node"], name
+
+
+# Run inside the master's container (on the stack's overlay network): a Pyro5 ping of the name
+# server and of the master, with the certificates of argv[1] ("" = none).
+PROBE = r"""
+import json, sys
+import Pyro5.api, Pyro5.errors
+from nodes import rpc
+rpc.configure_client(sys.argv[1])
+out = {}
+for key, uri in (("nameserver", "PYRO:Pyro.NameServer@nameserver:9090"),
+                 ("master", "PYRO:replog.master@master:9100")):
+    try:
+        with Pyro5.api.Proxy(uri) as p:
+            p._pyroTimeout = 5
+            p._pyroBind()
+            out[key] = "connected"
+    except Pyro5.errors.CommunicationError:
+        out[key] = "no connection"
+print(json.dumps(out))
+"""
+
+
+def probe_from_master(s: Stack, tls_dir: str) -> dict:
+    (master,) = s.containers("master")
+    res = run(["docker", "exec", master["Id"], "python", "-c", PROBE, tls_dir], timeout=60)
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def test_node_plane_is_mutual_tls_with_certificates_from_swarm_secrets(stack: Stack) -> None:
+    logs = ""    # from each running container (docker logs: complete, unlike service logs)
+    for role in ("nameserver", "master", "secondary"):
+        for c in stack.containers(role):
+            res = run(["docker", "logs", c["Id"]], timeout=60)
+            logs += res.stdout + res.stderr
+    for node in ("nameserver", "master", "secondary1", "secondary2"):
+        assert f"node plane: mutual TLS with certificate '{node}'" in logs, node
+    assert "UNAUTHENTICATED" not in logs
+    # On the overlay network, a process without a certificate reaches nothing; the master's
+    # own certificate (its secrets, as the node uses them) does.
+    assert probe_from_master(stack, "") == {"nameserver": "no connection",
+                                            "master": "no connection"}
+    assert probe_from_master(stack, "/run/secrets/tls/master") == {"nameserver": "connected",
+                                                                   "master": "connected"}
 
 
 def test_scaled_up_secondary_is_discovered_and_caught_up(stack: Stack) -> None:
@@ -107,4 +153,5 @@ def test_scaled_down_cluster_stays_writable_and_reports_the_removed_secondary(
 
 def test_stack_is_removed_cleanly(stack: Stack) -> None:
     left = stack.remove()
-    assert left == {"services": [], "containers": [], "networks": [], "volumes": []}
+    assert left == {"services": [], "containers": [], "networks": [], "secrets": [],
+                    "volumes": []}
