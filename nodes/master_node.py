@@ -21,7 +21,7 @@ from .core.progress import Backoff
 from .core.validate import BadRequest, check_append, check_messages, check_timeout, check_w
 from .replicator import Master, Timing, WriteConcernTimeout
 from .serve import configure_rpc, locate_ns_factory, log_config, run_node
-from .storage.store import CorruptLog, Store
+from .storage.store import CorruptLog, DataDirError, Store
 from .web import master_app
 
 
@@ -125,8 +125,9 @@ def main(argv: list[str] | None = None) -> None:
     def start() -> None:   # once the ports are bound and no live master holds the name
         try:
             master.start()
-        except CorruptLog as e:
-            logger.error("cannot start: the log in {} is corrupt: {}", args.data_dir, e)
+        except DataDirError as e:
+            logger.error("cannot start: {}{}", "the log is corrupt: " if
+                         isinstance(e, CorruptLog) else "", e)
             raise SystemExit(1) from None
 
     run_node(args, MasterAPI(master), rpc.MASTER_NAME,

@@ -387,6 +387,8 @@ class Master:
     # -- replication ----------------------------------------------------------------------
     def _answered(self, name: str, reply: dict, how: str, sent: int = 0) -> None:
         with self.cond:
+            if name not in self.state.peers:     # forgotten meanwhile (it left)
+                return
             was_synced = self.state.synced(name)
             restarted, released = self.state.on_answer(
                 name, reply["instance"], reply["ack"], self.clock(),
@@ -420,12 +422,16 @@ class Master:
 
     def _send_loop(self, name: str) -> None:
         proxy, proxy_uri = None, None
+        with self.cond:
+            mine = self.state.peers[name]    # this loop serves this peer while it is known
         while True:
             # Let requests that are ready run first, so they join this batch, not the next.
             time.sleep(0)
             with self.cond:
                 while True:
-                    if self._stop.is_set():
+                    if self._stop.is_set() or self.state.peers.get(name) is not mine:
+                        if proxy is not None:
+                            proxy._pyroRelease()
                         return
                     now = self.clock()
                     batch = self.state.next_batch(name, now)
@@ -464,6 +470,9 @@ class Master:
     def _failed(self, name: str, proxy: Any, what: str, e: Exception) -> None:
         """A call failed (refused, timed out, remote error): back off, log, drop the proxy."""
         with self.cond:
+            if name not in self.state.peers:
+                proxy._pyroRelease()
+                return None
             wait = self.state.on_failure(name, self.clock(), self.rand)
             failures = self.state.peers[name].failures
         log = logger.warning if failures <= 3 or failures % 20 == 0 else logger.debug
@@ -473,9 +482,13 @@ class Master:
 
     def _heartbeat_loop(self, name: str) -> None:
         proxy, proxy_uri, ns = None, None, None
+        with self.cond:
+            mine = self.state.peers[name]
         while not self._stop.is_set():
             with self.cond:
-                uri = self.state.peers[name].uri
+                if self.state.peers.get(name) is not mine:
+                    break
+                uri = mine.uri
             if uri is not None:
                 if proxy is None or uri != proxy_uri:
                     if proxy is not None:
@@ -490,6 +503,8 @@ class Master:
                     proxy = None
                     ns = self._look_up_again(name, ns)
             self._stop.wait(self.timing.heartbeat_interval)
+        if proxy is not None:
+            proxy._pyroRelease()
 
     def _look_up_again(self, name: str, ns: Any) -> Any:
         """A silent secondary may have restarted at a new address: ask the name server now,
@@ -517,7 +532,9 @@ class Master:
                 next_discovery = now + self.timing.discovery_interval
                 try:
                     ns = ns or self._ns_factory()
-                    self.discover(ns.list(prefix=rpc.SECONDARY_PREFIX))
+                    registered = ns.list(prefix=rpc.SECONDARY_PREFIX)
+                    self.discover(registered)
+                    self._forget_departed(registered)
                 except Exception as e:
                     logger.warning("discovery in the name server failed: {}", e)
                     ns = None
@@ -540,6 +557,20 @@ class Master:
                 logger.info("{} registered again at {}", name, uri)
                 add_event("discovered", f"{name} registered again at a new address")
             self._start_peer(name)
+
+    def _forget_departed(self, registered: dict[str, str]) -> None:
+        names = {full[len(rpc.SECONDARY_PREFIX):] for full in registered}
+        with self.cond:
+            gone = self.state.departed(names, self.clock())
+            for name in gone:
+                self._started_peers.discard(name)
+                self._statuses.pop(name, None)
+            if gone:
+                self.cond.notify_all()        # its loops see that they are done
+        for name in gone:
+            logger.warning("{} left (unregistered and Unhealthy): forgotten; cluster size {}",
+                           name, self.cluster_size)
+            add_event("left", f"{name} left: cluster size {self.cluster_size}")
 
     def _verified(self, name: str, full_name: str, uri: str) -> bool:
         """With TLS: a registration counts as secondary `name` only once the endpoint it

@@ -25,7 +25,7 @@ from .core.log import Refused, ReplicaLog
 from .core.validate import BadRequest, check_messages
 from .metrics import SecondaryStats
 from .serve import configure_rpc, log_config, run_node
-from .storage.store import CorruptLog, Store
+from .storage.store import CorruptLog, DataDirError, Store
 from .web import secondary_app
 
 
@@ -283,8 +283,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         secondary = Secondary(args.name, args.delay, args.error_rate, store=store,
                               max_ahead=args.max_ahead, allow_faults=args.allow_faults)
-    except CorruptLog as e:
-        logger.error("cannot start: the log in {} is corrupt: {}", args.data_dir, e)
+    except DataDirError as e:
+        logger.error("cannot start: {}{}", "the log is corrupt: " if
+                     isinstance(e, CorruptLog) else "", e)
         raise SystemExit(1) from None
     run_node(args, SecondaryAPI(secondary), rpc.SECONDARY_PREFIX + args.name,
              secondary_app(secondary, args.max_body))

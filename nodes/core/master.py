@@ -62,6 +62,7 @@ class MasterState:
         self.peers: dict[str, Progress] = {}
         self.waits = Waits()
         self.read_only = False
+        self.named = frozenset(named)
         for name in named:
             self.add_peer(name, now)
 
@@ -85,6 +86,17 @@ class MasterState:
             return False
         self.peers[name] = Progress(known_since=now)
         return True
+
+    def departed(self, registered: set[str] | frozenset[str], now: float) -> list[str]:
+        """Forget the secondaries that left on purpose: found by discovery (not named at
+        start), no longer registered (a node that stops cleanly unregisters; one killed stays
+        registered) and Unhealthy. They no longer count in the cluster size or the quorum."""
+        gone = [name for name in self.peers
+                if name not in self.named and name not in registered
+                and self.status(name, now) is Status.UNHEALTHY]
+        for name in gone:
+            del self.peers[name]
+        return gone
 
     def set_uri(self, name: str, uri: str, now: float) -> str:
         """Record where a secondary is registered; 'new', 'moved' or 'same'."""

@@ -16,10 +16,10 @@ import os
 import threading
 from pathlib import Path
 
-from .wal import CorruptLog, Loaded, Wal
+from .wal import CorruptLog, DataDirError, InUse, Loaded, Wal
 
 MODES = ("always", "interval", "never")
-__all__ = ["MODES", "Store", "CorruptLog", "Loaded"]
+__all__ = ["MODES", "Store", "CorruptLog", "DataDirError", "InUse", "Loaded"]
 
 
 def _fdatasync(fd: int) -> None:

@@ -10,6 +10,7 @@ with one fdatasync, which is what makes group commit cheap: many batches, one sy
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from dataclasses import dataclass, field
@@ -23,8 +24,16 @@ from . import format as fmt
 SEGMENT_BYTES = 64 << 20
 
 
-class CorruptLog(Exception):
-    """Corruption that a crash in mid-write cannot explain: the node must not start."""
+class DataDirError(Exception):
+    """The data directory cannot be used: the node must not start."""
+
+
+class CorruptLog(DataDirError):
+    """Corruption that a crash in mid-write cannot explain."""
+
+
+class InUse(DataDirError):
+    """Another process holds the data directory."""
 
 
 @dataclass
@@ -56,6 +65,7 @@ class Wal:
         self.segment_bytes = segment_bytes
         self._fdatasync = fdatasync
         self._fd: int | None = None
+        self._lock_fd: int | None = None
         self._size = 0                 # bytes in the open segment
         self._segments: list[tuple[int, Path]] = []   # (first seq, file), oldest first
         self._dir_dirty = False        # a segment was created since the last sync
@@ -67,6 +77,7 @@ class Wal:
         """Read meta and every segment; cut a torn tail off the newest segment; raise
         CorruptLog (changing nothing) for anything else that fails its checks."""
         self.segments_dir.mkdir(parents=True, exist_ok=True)
+        self._lock()
         meta = self._read_meta()
         files = sorted(self.segments_dir.glob("*.log"))
         messages: list[str] = []
@@ -116,6 +127,18 @@ class Wal:
         self._open_last()
         return Loaded(meta["log_id"] if meta else None, meta["history"] if meta else [],
                       messages, keys, cut)
+
+    def _lock(self) -> None:
+        """Hold DIR/LOCK (flock) for the life of the process: two nodes on one directory
+        would corrupt it. The kernel drops the lock when the process dies, even by kill -9."""
+        fd = os.open(self.path / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise InUse(f"{self.path} is in use by another process (it holds "
+                        f"{self.path / 'LOCK'}): is this node already running?") from None
+        self._lock_fd = fd
 
     def _read_meta(self) -> dict | None:
         path = self.path / "meta.json"
@@ -226,3 +249,6 @@ class Wal:
             finally:
                 os.close(self._fd)
                 self._fd = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None

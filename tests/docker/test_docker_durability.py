@@ -26,6 +26,7 @@ import pytest
 import requests
 
 from .conftest import IMAGE, Cluster, post_at_once, run, wait_until
+from tests.histories import check_history
 
 pytestmark = pytest.mark.docker
 
@@ -147,17 +148,6 @@ class Writers:
         self.stop.set()
         for t in self.threads:
             t.join(30)
-
-
-def check_history(log: list[str], acked: dict[int, list[str]]) -> None:
-    """Every acknowledged write is in the log exactly once, each client's in its order."""
-    assert len(log) == len(set(log)), "a message is in the log twice"
-    where = {m: i for i, m in enumerate(log)}
-    for client, msgs in acked.items():
-        missing = [m for m in msgs if m not in where]
-        assert not missing, f"client {client}: acknowledged but lost: {missing[:5]}"
-        positions = [where[m] for m in msgs]
-        assert positions == sorted(positions), f"client {client}: order not kept"
 
 
 # --- cluster state ----------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import requests
 
 from nodes.launcher import ROOT, wait_until
 from .conftest import FAST, Client
+from tests.histories import check_history
 
 
 def durable_cluster(cluster, names=("s1", "s2"), fsync="always", **master_flags):
@@ -46,17 +47,6 @@ def writers(url, n, stop, w=1):
     for t in threads:
         t.start()
     return acked, threads
-
-
-def check_history(log, acked):
-    """Every acknowledged write is in the log exactly once, each client's in its order."""
-    assert len(log) == len(set(log)), "a message is in the log twice"
-    where = {m: i for i, m in enumerate(log)}
-    for client, msgs in acked.items():
-        missing = [m for m in msgs if m not in where]
-        assert not missing, f"client {client}: acknowledged but lost: {missing[:5]}"
-        positions = [where[m] for m in msgs]
-        assert positions == sorted(positions), f"client {client}: order not kept"
 
 
 @pytest.mark.parametrize("fsync", ["always", "never"])

@@ -278,3 +278,28 @@ def test_master_with_no_secondary_up_turns_read_only_within_unhealthy_after(clus
     c = Client(http, master.url)
     wait_until(lambda: c.health()["read_only"], FAST["unhealthy_after"] + 2, what="read-only")
     assert c.post("x", w=1).status_code == 503
+
+
+def test_a_secondary_that_stops_cleanly_leaves_the_cluster_and_can_come_back(cluster, http):
+    """Scaling down: a discovered secondary that unregistered (a clean stop) and is Unhealthy
+    no longer counts in the cluster size; one killed -9 stays registered and counts."""
+    master, (s1, s2) = start_cluster(cluster, master_flags=FAST)
+    s3 = cluster.start_secondary("s3")
+    c = Client(http, master.url)
+    wait_until(lambda: c.health()["quorum"]["size"] == 4, 10, what="s3 discovered")
+    assert c.post("four", w=4).status_code == 201
+    s3.stop()                                            # SIGTERM: it unregisters
+    wait_until(lambda: "s3" not in c.health()["secondaries"], 15, what="s3 forgotten")
+    assert c.health()["quorum"]["size"] == 3
+    assert c.post("x", w=4).status_code == 400           # w is checked against the new size
+    s2.kill()                                            # a named one never leaves
+    s1.kill()
+    wait_until(lambda: c.health()["read_only"], 10, what="read-only without s1 and s2")
+    assert c.health()["quorum"]["size"] == 3
+    s1.restart()
+    s3.restart()
+    wait_until(lambda: c.health()["quorum"]["size"] == 4, 10, what="s3 back")
+    c.wait_writable()
+    assert c.post("back", w=3).status_code == 201
+    wait_until(lambda: c.messages(s3.url) == ["four", "back"], 10, what="s3 caught up")
+    assert "s3 left" in master.log_path.read_text()

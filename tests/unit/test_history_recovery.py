@@ -125,3 +125,14 @@ def test_unsynced_secondary_is_synced_first_and_counts_nothing_until_then():
     assert isinstance(action, Sync) and action.history == [[1, 1], [2, 4]]
     st.on_answer("s1", "i", 1, now=0.1, log_id="L", epoch=2)
     assert st.synced("s1") and st.acks(1) == 2
+
+
+def test_a_discovered_secondary_that_unregistered_and_is_unhealthy_is_forgotten():
+    st = MasterState(HealthPolicy(1.0, 3.0), named=("s1",), now=0.0)
+    for n in ("s1", "s2", "s3"):
+        st.set_uri(n, "PYRO:" + n, 0.0)
+        st.on_answer(n, "i-" + n, 0, now=0.0)
+    assert st.cluster_size == 4
+    assert st.departed({"s3"}, now=1.0) == []            # s2 unregistered, but still Healthy
+    assert st.departed({"s3"}, now=5.0) == ["s2"]         # named s1 stays; registered s3 stays
+    assert sorted(st.peers) == ["s1", "s3"] and st.cluster_size == 3

@@ -154,3 +154,21 @@ def test_store_modes_sync_as_they_say(tmp_path):
     st.close()
     with pytest.raises(ValueError):
         Store(tmp_path / "x", "sometimes")
+
+
+def test_a_data_directory_serves_one_process_at_a_time(tmp_path):
+    import subprocess
+    import sys
+    from nodes.storage.wal import InUse
+    w = Wal(tmp_path)
+    w.load()
+    other = subprocess.run([sys.executable, "-c", "import sys; from nodes.storage.wal import "
+                            "Wal; Wal(sys.argv[1]).load()", str(tmp_path)],
+                           capture_output=True, text=True)
+    assert other.returncode != 0 and "InUse" in other.stderr
+    with pytest.raises(InUse):
+        Wal(tmp_path).load()            # another holder in this process too
+    w.close()
+    again = Wal(tmp_path)               # free once the holder closed it
+    again.load()
+    again.close()
