@@ -51,10 +51,16 @@ PYRO_CLIENT = r"""
 import json, sys, time
 import Pyro5.api, Pyro5.errors
 from Pyro5 import config
+from nodes import rpc
 config.COMMTIMEOUT = 10.0
 message, w, limit = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
-seen = {"ns_unreachable": 0, "not_registered": 0, "unreachable": 0}
+import os
+seen = {"ns_unreachable": 0, "not_registered": 0, "unreachable": 0, "no_cert_yet": 0}
 deadline = time.monotonic() + limit
+while not os.path.exists(os.path.join(sys.argv[4], "node.key")):   # `certs` still making them
+    seen["no_cert_yet"] += 1
+    time.sleep(0.01)
+rpc.configure_client(sys.argv[4])     # the compose node plane is mutual TLS: a client cert
 while True:
     try:
         with Pyro5.api.locate_ns("nameserver", 9090) as ns:
@@ -85,8 +91,9 @@ while True:
 def pyro_append_at_once(c: Cluster, message: str, w: int, limit: float = 90) -> dict[str, Any]:
     """Run PYRO_CLIENT in a throw-away container on the project's network (compose names it
     <project>_default); returns what it printed."""
-    res = run(["docker", "run", "--rm", "--network", f"{c.project}_default", IMAGE,
-               "python", "-c", PYRO_CLIENT, message, str(w), str(limit)],
+    res = run(["docker", "run", "--rm", "--network", f"{c.project}_default",
+               "-v", f"{c.project}_certs:/certs:ro", IMAGE,
+               "python", "-c", PYRO_CLIENT, message, str(w), str(limit), "/certs/client-admin"],
               timeout=limit + 60, check=False)
     try:
         out = json.loads(res.stdout.strip().splitlines()[-1])
