@@ -111,7 +111,37 @@ def compose_command() -> list[str] | None:
 
 # --- the cluster ----------------------------------------------------------------------------
 
-class Cluster:
+class NodesOverHttp:
+    """The HTTP calls a test makes to a cluster's nodes; the cluster gives url() and http."""
+    http: requests.Session
+
+    def url(self, node: str, path: str = "") -> str:
+        raise NotImplementedError
+
+    def get(self, node: str, path: str, timeout: float = HTTP_TIMEOUT) -> requests.Response:
+        return self.http.get(self.url(node, path), timeout=timeout)
+
+    def post(self, message: str, w: int | None = None, timeout: float = HTTP_TIMEOUT,
+             session: requests.Session | None = None, **extra: Any) -> requests.Response:
+        body: dict[str, Any] = {"message": message, **extra}
+        if w is not None:
+            body["w"] = w
+        # a fresh connection unless a session is given: tests post from several threads
+        return (session or requests).post(self.url("master", "/messages"), json=body,
+                                          timeout=timeout)
+
+    def messages(self, node: str) -> list[str]:
+        r = self.get(node, "/messages")
+        r.raise_for_status()
+        return r.json()["messages"]
+
+    def health(self, node: str = "master") -> dict:
+        r = self.get(node, "/health")
+        r.raise_for_status()
+        return r.json()
+
+
+class Cluster(NodesOverHttp):
     """One compose project: `docker-compose -p replog-test-<random> ...` on free host ports."""
 
     def __init__(self, compose: list[str], env_overrides: dict[str, str], logdir: Path) -> None:
@@ -176,26 +206,6 @@ class Cluster:
     def url(self, node: str, path: str = "") -> str:
         return f"http://127.0.0.1:{self.ports[node]}{path}"
 
-    def get(self, node: str, path: str, timeout: float = HTTP_TIMEOUT) -> requests.Response:
-        return self.http.get(self.url(node, path), timeout=timeout)
-
-    def post(self, message: str, w: int | None = None, timeout: float = HTTP_TIMEOUT,
-             session: requests.Session | None = None, **extra: Any) -> requests.Response:
-        body: dict[str, Any] = {"message": message, **extra}
-        if w is not None:
-            body["w"] = w
-        return (session or requests).post(self.url("master", "/messages"), json=body,
-                                          timeout=timeout)
-
-    def messages(self, node: str) -> list[str]:
-        r = self.get(node, "/messages")
-        r.raise_for_status()
-        return r.json()["messages"]
-
-    def health(self, node: str = "master") -> dict:
-        r = self.get(node, "/health")
-        r.raise_for_status()
-        return r.json()
 
     def statuses(self) -> dict[str, str]:
         return {name: s["status"] for name, s in self.health()["secondaries"].items()}

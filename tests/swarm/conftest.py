@@ -25,7 +25,8 @@ from typing import Any
 import pytest
 import requests
 
-from tests.docker.conftest import ROOT, docker_engine_error, free_port, run, wait_until
+from tests.docker.conftest import (ROOT, NodesOverHttp, docker_engine_error, free_port, run,
+                                   wait_until)
 
 STACK_FILE = ROOT / "deploy" / "swarm" / "stack.yml"
 MAKE_CERTS = ROOT / "deploy" / "swarm" / "make-certs.sh"
@@ -109,7 +110,7 @@ def swarm_image(swarm: None) -> str:
 
 # --- one deployed stack -------------------------------------------------------------------------
 
-class Stack:
+class Stack(NodesOverHttp):
     """`docker stack deploy -c deploy/swarm/stack.yml replog-swarm-<random>` on free ports."""
 
     def __init__(self, image: str, env_overrides: dict[str, str] | None = None) -> None:
@@ -212,25 +213,6 @@ class Stack:
         port = self.master_port if node == "master" else self.secondaries()[node]["port"]
         return f"http://127.0.0.1:{port}{path}"
 
-    def get(self, node: str, path: str, timeout: float = HTTP_TIMEOUT) -> requests.Response:
-        return self.http.get(self.url(node, path), timeout=timeout)
-
-    def post(self, message: str, w: int | None = None, timeout: float = HTTP_TIMEOUT,
-             **extra: Any) -> requests.Response:
-        body: dict[str, Any] = {"message": message, **extra}
-        if w is not None:
-            body["w"] = w
-        return self.http.post(self.url("master", "/messages"), json=body, timeout=timeout)
-
-    def messages(self, node: str) -> list[str]:
-        r = self.get(node, "/messages")
-        r.raise_for_status()
-        return r.json()["messages"]
-
-    def health(self, node: str = "master") -> dict:
-        r = self.get(node, "/health")
-        r.raise_for_status()
-        return r.json()
 
     def wait_cluster(self, names: set[str], timeout: float = 90) -> dict:
         """Until the master counts exactly `names` (plus itself) in its cluster, every one of
