@@ -62,14 +62,6 @@ def begin_epoch(history: Sequence[Sequence[int]], length: int, epoch: int) -> Hi
     return cut(history, length) + [[epoch, length + 1]]
 
 
-def more_recent(a: tuple[Sequence[Sequence[int]], int], b: tuple[Sequence[Sequence[int]], int]
-                ) -> bool:
-    """Raft's up-to-date rule: a copy whose last entry has a higher epoch is more recent;
-    with equal epochs, the longer one is."""
-    (ha, la), (hb, lb) = a, b
-    return (epoch_at(ha, la), la) > (epoch_at(hb, lb), lb)
-
-
 def valid(history: object) -> bool:
     """A well-formed history: a list of [epoch, start] int pairs, both strictly/weakly rising."""
     if not isinstance(history, (list, tuple)):

@@ -28,6 +28,7 @@ class Copy:
 
     @property
     def rank(self) -> tuple[int, int]:
+        """Raft's up-to-date rule: the higher epoch at the last entry wins, then the longer."""
         return hist.epoch_at(self.history, self.length), self.length
 
 

@@ -25,27 +25,14 @@ from typing import Any
 import pytest
 import requests
 
-from tests.docker.conftest import (ROOT, NodesOverHttp, docker_engine_error, free_port, run,
-                                   wait_until)
+from tests.docker.conftest import (FAST_TIMING, HTTP_TIMEOUT, IMAGE, ROOT, NodesOverHttp,
+                                   docker_engine_error, free_port, run, wait_until)
 
 STACK_FILE = ROOT / "deploy" / "swarm" / "stack.yml"
 MAKE_CERTS = ROOT / "deploy" / "swarm" / "make-certs.sh"
-# The image the stack runs: replog:latest, what the Docker tests and CI build, unless
-# REPLOG_TEST_IMAGE names another tag (as for the Docker tests: keeps checkouts that share one
-# Docker engine apart).
-IMAGE = os.environ.get("REPLOG_TEST_IMAGE", "replog:latest")
-HTTP_TIMEOUT = 10.0
+# The image the stack runs (REPLOG_TEST_IMAGE, default replog:latest), the HTTP timeout and
+# the short failure-detector thresholds are the Docker tests' (tests/docker/conftest.py).
 SECONDARY_HTTP = "5001/tcp"
-
-# Short failure-detector thresholds, so that a killed task is noticed within a second or two.
-FAST_TIMING = {
-    "REPLOG_HEARTBEAT_INTERVAL": "0.2",
-    "REPLOG_HEARTBEAT_TIMEOUT": "0.5",
-    "REPLOG_SUSPECT_AFTER": "1.0",
-    "REPLOG_UNHEALTHY_AFTER": "2.5",
-    "REPLOG_DISCOVERY_INTERVAL": "0.5",
-    "HEALTHCHECK_INTERVAL": "1s",
-}
 
 _skip_reason: list[str] = []
 

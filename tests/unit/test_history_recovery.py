@@ -33,13 +33,6 @@ def test_valid_history():
         assert not h.valid(bad)
 
 
-def test_more_recent_prefers_the_higher_last_epoch_then_the_longer():
-    old_long = ([[1, 1]], 100)
-    new_short = ([[1, 1], [2, 51]], 60)
-    assert h.more_recent(new_short, old_long)
-    assert h.more_recent(([[1, 1]], 101), old_long)
-
-
 def test_master_with_its_disk_serves_it_and_takes_a_longer_secondary_copy():
     own = Copy("master", "L", [[1, 1]], 100)
     p = plan(own, [Copy("s1", "L", [[1, 1]], 90)], known=2, waited=False, new_log=False)
