@@ -53,6 +53,8 @@ def writers(url, n, stop, w=1):
 def test_kill_9_master_under_load_loses_no_acknowledged_write(cluster, http, fsync):
     """In every fsync mode a process crash loses nothing: a write counts once the OS has it."""
     master, secs = durable_cluster(cluster, fsync=fsync)
+    c = Client(http, master.url)
+    log_id = c.health()["log_id"]
     stop = threading.Event()
     acked, threads = writers(master.url, 4, stop)
     wait_until(lambda: sum(map(len, acked.values())) >= 200, 30, what="200 acknowledged writes")
@@ -64,11 +66,15 @@ def test_kill_9_master_under_load_loses_no_acknowledged_write(cluster, http, fsy
     stop.set()
     for t in threads:
         t.join(10)
-    c = Client(http, master.url)
     log = c.wait_converged(secs)
     check_history(log, acked)
     h = c.health()
-    assert h["epoch"] == 2 and h["recovery"]["source"] == "master"
+    # The same log, one epoch on. The master sends entries while its own write may still
+    # run, so a secondary can hold a few the master's disk lacks; it adopts them from there.
+    # They were never acknowledged: at most one in flight per writer, 4 in all.
+    assert h["log_id"] == log_id and h["epoch"] == 2
+    rec = h["recovery"]
+    assert rec["source"] == "master" or (rec["source"] in ("s1", "s2") and 1 <= rec["fetched"] <= 4), rec
 
 
 def test_restarted_secondary_serves_its_disk_and_is_sent_only_the_tail(cluster, http):

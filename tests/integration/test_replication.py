@@ -2,6 +2,7 @@
 import random
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -258,18 +259,22 @@ def test_launcher_starts_a_cluster_and_ctrl_c_stops_it(tmp_path):
                              "--ns-port", str(ns_port), "--data-root", str(tmp_path / "data")],
                             cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
     try:
         url = f"http://127.0.0.1:{base}"
-        wait_until(lambda: not http_json("GET", url + "/health", timeout=1)[1]["read_only"], 30,
-                   what="the launched master")
+        # README: wait for the table of nodes, then use them (no other waiting step)
+        wait_until(lambda: any(f"master       {url}" in line for line in lines), 30,
+                   what="the launcher's table of nodes")
         assert http_json("POST", url + "/messages", {"message": "hi", "w": 3})[0] == 201
         for i in (1, 2):
             assert http_json("GET", f"http://127.0.0.1:{base + i}/messages")[1] == \
                 {"messages": ["hi"]}
         proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=30)
-        assert proc.returncode == 0
-        assert f"master       {url}" in out
+        assert proc.wait(timeout=30) == 0
+        reader.join(10)
+        assert any("stopping every node" in line for line in lines), "".join(lines)
     finally:
         if proc.poll() is None:
             proc.kill()
