@@ -5,10 +5,11 @@
     interval  write; a timer syncs every interval ms; entries count once written
     never     write; the OS flushes when it likes; entries count once written
 
-offload=True (the master): in a gevent process fdatasync runs in gevent's thread pool, so a
-sync never stalls the event loop (other requests keep running while the disk works).
+offload=True (the master): fdatasync runs in a helper process (syncer.py), so a sync never
+stalls the event loop: other requests keep running while the disk works. Should the helper
+die, the node logs it and syncs in gevent's thread pool from then on.
 offload=False (a secondary): it syncs in place; it has one replicate call at a time to serve,
-and the hand-off to a thread and back costs more than the ~0.1 ms it would save.
+and a hand-off costs more than the ~0.1 ms it would save.
 """
 from __future__ import annotations
 
@@ -16,13 +17,14 @@ import os
 import threading
 from pathlib import Path
 
+from .syncer import HelperGone, SyncHelper
 from .wal import CorruptLog, DataDirError, InUse, Loaded, Wal
 
 MODES = ("always", "interval", "never")
 __all__ = ["MODES", "Store", "CorruptLog", "DataDirError", "InUse", "Loaded"]
 
 
-def _fdatasync(fd: int) -> None:
+def _fdatasync_in_pool(fd: int) -> None:
     try:
         from gevent import monkey
         if monkey.is_module_patched("threading"):
@@ -40,13 +42,28 @@ class Store:
         if mode not in MODES:
             raise ValueError(f"fsync mode must be one of {MODES}, got {mode!r}")
         kw = {"segment_bytes": segment_bytes} if segment_bytes else {}
-        self.wal = Wal(path, fdatasync=_fdatasync if offload else os.fdatasync, **kw)
+        self.helper: SyncHelper | None = None
+        self.wal = Wal(path, fdatasync=self._offloaded if offload else os.fdatasync, **kw)
         self.mode = mode
+        self.offload = offload
         self.interval = interval_ms / 1000
         self.lock = threading.Lock()
         self._dirty = False
         self._stop = threading.Event()
         self.syncs = 0
+
+    def _offloaded(self, fd: int) -> None:
+        if self.helper is None:
+            _fdatasync_in_pool(fd)
+            return
+        try:
+            self.helper.sync(fd)
+        except HelperGone as e:
+            from loguru import logger
+            logger.error("{}; syncing in this process from now on", e.strerror)
+            self.helper.close()
+            self.helper = None
+            _fdatasync_in_pool(fd)
 
     @property
     def path(self) -> Path:
@@ -54,6 +71,8 @@ class Store:
 
     def load(self, max_keys: int = 100_000) -> Loaded:
         loaded = self.wal.load(max_keys)
+        if self.offload and self.mode != "never":
+            self.helper = SyncHelper()
         if self.mode == "interval":
             threading.Thread(target=self._sync_loop, name="fsync", daemon=True).start()
         return loaded
@@ -91,4 +110,9 @@ class Store:
     def close(self) -> None:
         self._stop.set()
         with self.lock:
-            self.wal.close()
+            try:
+                self.wal.close()
+            finally:
+                if self.helper is not None:
+                    self.helper.close()
+                    self.helper = None

@@ -172,3 +172,68 @@ def test_a_data_directory_serves_one_process_at_a_time(tmp_path):
     again = Wal(tmp_path)               # free once the holder closed it
     again.load()
     again.close()
+
+
+def _files_held(pid):
+    out = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            st = os.stat(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        out.add((st.st_dev, st.st_ino))
+    return out
+
+
+def test_sync_helper_syncs_the_file_it_is_given_and_reports_errors(tmp_path):
+    import errno
+    from nodes.storage.syncer import HelperGone, SyncHelper
+    h = SyncHelper()
+    try:
+        a, b = (os.open(tmp_path / n, os.O_WRONLY | os.O_CREAT, 0o644) for n in ("a", "b"))
+        ident = lambda fd: (os.fstat(fd).st_dev, os.fstat(fd).st_ino)   # noqa: E731
+        os.write(a, b"x")
+        h.sync(a)
+        h.sync(a)                                  # the file is passed once, then reused
+        assert ident(a) in _files_held(h.pid)
+        h.sync(b)                                  # a new segment: the helper drops the old
+        held = _files_held(h.pid)
+        assert ident(b) in held and ident(a) not in held
+        r, w = os.pipe()
+        with pytest.raises(OSError) as e:          # fdatasync of a pipe: EINVAL, from the helper
+            h.sync(r)
+        assert e.value.errno == errno.EINVAL and not isinstance(e.value, HelperGone)
+        h.proc.kill()
+        h.proc.wait()
+        with pytest.raises(HelperGone):
+            h.sync(b)
+        for fd in (a, b, r, w):
+            os.close(fd)
+    finally:
+        h.close()
+
+
+def test_store_syncs_in_a_helper_and_goes_on_without_it(tmp_path):
+    from nodes.storage.store import Store
+    st = Store(tmp_path, "always")
+    st.load()
+    st.save_meta("log", [[1, 0]])
+    helper = st.helper
+    assert helper is not None and helper.proc.poll() is None
+    st.write(1, ["a"])
+    st.commit()
+    helper.proc.kill()
+    helper.proc.wait()
+    st.write(2, ["b"])
+    st.commit()                                    # logged, then synced in this process
+    assert st.helper is None and st.syncs == 2
+    st.close()
+    assert Wal(tmp_path).load().messages == ["a", "b"]
+    never = Store(tmp_path / "never", "never")     # nothing to sync: no helper
+    never.load()
+    assert never.helper is None
+    never.close()
+    inplace = Store(tmp_path / "inplace", "always", offload=False)
+    inplace.load()
+    assert inplace.helper is None
+    inplace.close()
