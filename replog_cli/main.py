@@ -13,6 +13,7 @@ status: 0 done, 1 refused or no answer (the server's message is printed), 2 bad 
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import threading
 import time
@@ -78,6 +79,10 @@ def ns_options(f):
 def cli(master: str | None) -> None:
     """The replicated log from the command line: append, read, watch health, run the
     assignment's scenarios as narrated demos."""
+    # Ctrl-C and `kill` stop every command, even when the shell that started us in the
+    # background left SIGINT ignored (Python then installs no handler of its own)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
 # -- append -------------------------------------------------------------------------------

@@ -166,6 +166,46 @@ def test_watch_redraws_until_stopped(live):
     assert r.returncode == 0 and "secondary2" in r.stdout and "Ctrl-C" in r.stdout
 
 
+def py_spy_dump(pid):
+    spy = Path(sys.executable).with_name("py-spy")
+    if not spy.exists():
+        return "(py-spy is not installed)"
+    r = subprocess.run([str(spy), "dump", "--pid", str(pid)], capture_output=True, text=True,
+                       timeout=30)
+    return r.stdout + r.stderr
+
+
+def test_sigterm_stops_a_command_too(live):
+    c, master, secs, env = live
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("REPLOG_")}
+    proc = subprocess.Popen([str(REPLOG), "watch", "--interval", "0.1", "--json"],
+                            env={**full_env, **env}, stdout=subprocess.PIPE, text=True)
+    try:
+        assert json.loads(proc.stdout.readline())["health"]["role"] == "master"
+        proc.terminate()
+        proc.communicate(timeout=10)
+        assert proc.returncode == 0
+    finally:
+        proc.kill()
+
+
+def test_ctrl_c_stops_a_command_a_background_shell_started(live):
+    """`replog watch &` in a script: the shell leaves SIGINT ignored; Ctrl-C still works."""
+    c, master, secs, env = live
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("REPLOG_")}
+    proc = subprocess.Popen(["python3", "-c", "import os, signal, sys; signal.signal("
+                             "signal.SIGINT, signal.SIG_IGN); os.execv(sys.argv[1], sys.argv[1:])",
+                             str(REPLOG), "watch", "--interval", "0.1", "--json"],
+                            env={**full_env, **env}, stdout=subprocess.PIPE, text=True)
+    try:
+        assert json.loads(proc.stdout.readline())["health"]["role"] == "master"
+        proc.send_signal(subprocess.signal.SIGINT)
+        proc.communicate(timeout=10)
+        assert proc.returncode == 0
+    finally:
+        proc.kill()
+
+
 def test_watch_stops_on_ctrl_c(live):
     c, master, secs, env = live
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("REPLOG_")}
@@ -174,6 +214,11 @@ def test_watch_stops_on_ctrl_c(live):
     try:
         assert json.loads(proc.stdout.readline())["health"]["role"] == "master"
         proc.send_signal(subprocess.signal.SIGINT)
-        assert proc.wait(10) == 0
+        try:
+            proc.communicate(timeout=10)       # read what it prints, as a terminal does
+        except subprocess.TimeoutExpired:
+            pytest.fail("replog watch still runs 10 s after SIGINT; where it is:\n"
+                        + py_spy_dump(proc.pid))
+        assert proc.returncode == 0
     finally:
         proc.kill()
