@@ -104,7 +104,12 @@ class MasterState:
         peer = self.peers[name]
         old, peer.uri = peer.uri, uri
         if old != uri:
-            peer.retry_at = 0.0   # a new address: stop waiting out the old one's backoff
+            # A new address is most likely a new process: stop waiting out the old one's
+            # backoff, and ask what it follows (a Sync) before sending it entries, which it
+            # would refuse until synced (and the refusal would cost a backoff).
+            peer.retry_at = 0.0
+            if old is not None:
+                peer.log_id, peer.epoch = None, 0
         if added or old is None:
             return "new"
         return "same" if old == uri else "moved"

@@ -66,6 +66,8 @@ def test_kill_9_mid_stream_and_restart_empty_catches_up(cluster, http):
     final = c.wait_converged([s1, s2])
     assert sorted(final) == sorted(written) and len(set(final)) == len(final)
     assert c.health()["secondaries"]["s2"]["status"] == "Healthy"
+    # the master asked the new process what it follows before sending it entries
+    assert "refused replicate" not in s2.log_path.read_text()
 
 
 def test_pause_shows_suspected_then_unhealthy_and_recovers(cluster, http):

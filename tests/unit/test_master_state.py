@@ -1,7 +1,7 @@
 import pytest
 
 from nodes.core.health import HealthPolicy
-from nodes.core.master import MasterState, ReadOnly
+from nodes.core.master import MasterState, ReadOnly, Sync
 from nodes.core.progress import Backoff
 
 
@@ -156,4 +156,7 @@ def test_new_address_ends_the_backoff():
     st.on_failure("s1", now=1.0, rand=lambda: 0.9)
     assert st.next_batch("s1", now=1.01) is None
     assert st.set_uri("s1", "PYRO:x@s1:2", 0.0) == "moved"
-    assert st.next_batch("s1", now=1.01).messages == ["m"]
+    sync = st.next_batch("s1", now=1.01)           # first: what does the new process follow?
+    assert isinstance(sync, Sync) and sync.log_id == st.log_id
+    st.on_answer("s1", "inst-s1-b", 0, now=1.02, log_id=st.log_id, epoch=st.epoch)
+    assert st.next_batch("s1", now=1.02).messages == ["m"]
