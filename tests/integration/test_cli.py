@@ -175,49 +175,26 @@ def py_spy_dump(pid):
     return r.stdout + r.stderr
 
 
-def test_sigterm_stops_a_command_too(live):
+# `python3 -c` that ignores SIGINT, then becomes the command: what `replog watch &` in a
+# script amounts to (a shell without job control leaves SIGINT ignored in the background)
+IGNORING_SIGINT = ["python3", "-c", "import os, signal, sys; signal.signal(signal.SIGINT, "
+                   "signal.SIG_IGN); os.execv(sys.argv[1], sys.argv[1:])"]
+
+
+@pytest.mark.parametrize("how", ["SIGINT", "SIGTERM", "SIGINT after a background start"])
+def test_watch_stops_on_ctrl_c_and_sigterm(live, how):
     c, master, secs, env = live
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("REPLOG_")}
-    proc = subprocess.Popen([str(REPLOG), "watch", "--interval", "0.1", "--json"],
+    prefix = IGNORING_SIGINT if how.endswith("background start") else []
+    proc = subprocess.Popen(prefix + [str(REPLOG), "watch", "--interval", "0.1", "--json"],
                             env={**full_env, **env}, stdout=subprocess.PIPE, text=True)
     try:
         assert json.loads(proc.stdout.readline())["health"]["role"] == "master"
-        proc.terminate()
-        proc.communicate(timeout=10)
-        assert proc.returncode == 0
-    finally:
-        proc.kill()
-
-
-def test_ctrl_c_stops_a_command_a_background_shell_started(live):
-    """`replog watch &` in a script: the shell leaves SIGINT ignored; Ctrl-C still works."""
-    c, master, secs, env = live
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("REPLOG_")}
-    proc = subprocess.Popen(["python3", "-c", "import os, signal, sys; signal.signal("
-                             "signal.SIGINT, signal.SIG_IGN); os.execv(sys.argv[1], sys.argv[1:])",
-                             str(REPLOG), "watch", "--interval", "0.1", "--json"],
-                            env={**full_env, **env}, stdout=subprocess.PIPE, text=True)
-    try:
-        assert json.loads(proc.stdout.readline())["health"]["role"] == "master"
-        proc.send_signal(subprocess.signal.SIGINT)
-        proc.communicate(timeout=10)
-        assert proc.returncode == 0
-    finally:
-        proc.kill()
-
-
-def test_watch_stops_on_ctrl_c(live):
-    c, master, secs, env = live
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("REPLOG_")}
-    proc = subprocess.Popen([str(REPLOG), "watch", "--interval", "0.1", "--json"],
-                            env={**full_env, **env}, stdout=subprocess.PIPE, text=True)
-    try:
-        assert json.loads(proc.stdout.readline())["health"]["role"] == "master"
-        proc.send_signal(subprocess.signal.SIGINT)
+        proc.send_signal(getattr(subprocess.signal, how.split()[0]))
         try:
             proc.communicate(timeout=10)       # read what it prints, as a terminal does
         except subprocess.TimeoutExpired:
-            pytest.fail("replog watch still runs 10 s after SIGINT; where it is:\n"
+            pytest.fail(f"replog watch still runs 10 s after {how}; where it is:\n"
                         + py_spy_dump(proc.pid))
         assert proc.returncode == 0
     finally:
