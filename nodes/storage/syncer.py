@@ -22,7 +22,7 @@ import subprocess
 import sys
 
 _HELPER = r"""
-import os, signal, socket, sys
+import errno, os, signal, socket, sys
 signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C stops the node; it closes our socket
 sock = socket.socket(fileno=int(sys.argv[1]))
 sock.setblocking(True)                         # the node's end may be non-blocking (gevent)
@@ -40,7 +40,7 @@ while True:
         sock.sendall(b"\0\0")
     except OSError as e:
         sock.sendall((e.errno or errno.EIO).to_bytes(2, "big"))
-""".replace("errno.EIO", str(errno.EIO))
+"""
 
 
 class HelperGone(OSError):
