@@ -1,7 +1,8 @@
 """The durability part of ``python -m bench`` (``--only durable``): what disk costs.
 
 1. load: HTTP w=1 and w=3 on an in-memory cluster and on a durable one (every node with a
-   data directory, --fsync always), alternated in one run, so they compare as ratios;
+   data directory, --fsync always), alternated in one run, so they compare as ratios, for
+   --durable-rounds rounds (3; --quick: 1) whose sums make the ratio;
    plus bytes on disk per message after that load (batches as group commit made them);
 2. recovery: a master with N stored messages (default 1,000,000) is killed and restarted:
    seconds from its start to its first HTTP answer; a secondary with N stored that missed
@@ -80,20 +81,22 @@ class _Cluster:
 
 
 def load_part(args, workdir: Path) -> dict:
+    """Each round runs w=1 and w=3 on both clusters, memory first; a ratio compares the sums
+    over the rounds (on a noisy machine one pair of cases can be off by 20%), and each
+    round's own ratio is kept to show the spread."""
     clusters = {"memory": _Cluster(workdir / "mem", False),
                 "durable": _Cluster(workdir / "dur", True)}
-    cases = {}
+    runs: dict[str, list[dict]] = {}
     try:
-        for w in (1, 3):
-            for kind in ("memory", "durable"):
-                c = clusters[kind]
-                log(f"durable: HTTP w={w} on the {kind} cluster, {args.clients} clients, "
-                    f"{args.seconds} s")
-                res = run_loadgen(args, "http", w, url=c.master.url, pids=c.pids())
-                c.drained()
-                cases[f"{kind}-w{w}"] = {"appends_per_s": res["appends_per_s"],
-                                         "latency_ms": res["latency_ms"],
-                                         "cpu_cores": res.get("cpu_cores", {})}
+        for r in range(args.durable_rounds):
+            for w in (1, 3):
+                for kind in ("memory", "durable"):
+                    c = clusters[kind]
+                    log(f"durable: round {r + 1} of {args.durable_rounds}, HTTP w={w} on the "
+                        f"{kind} cluster, {args.clients} clients, {args.seconds} s")
+                    res = run_loadgen(args, "http", w, url=c.master.url, pids=c.pids())
+                    c.drained()
+                    runs.setdefault(f"{kind}-w{w}", []).append(res)
         dur = clusters["durable"]
         h = dur.health()
         disk = {"messages": h["last_seq"], "syncs": h["durable"]["syncs"],
@@ -104,12 +107,29 @@ def load_part(args, workdir: Path) -> dict:
     finally:
         for c in clusters.values():
             c.close()
-    ratios = {}
+    cases = {name: _merged(rs) for name, rs in runs.items()}
+    ratios: dict = {"rounds": args.durable_rounds}
     for w in (1, 3):
-        m, d = cases[f"memory-w{w}"], cases[f"durable-w{w}"]
-        ratios[f"w{w}_throughput"] = round(d["appends_per_s"] / m["appends_per_s"], 3)
-        ratios[f"w{w}_p99"] = round(d["latency_ms"]["p99"] / m["latency_ms"]["p99"], 3)
+        m, d = runs[f"memory-w{w}"], runs[f"durable-w{w}"]
+        per_round = [round(b["appends_per_s"] / a["appends_per_s"], 3) for a, b in zip(m, d)]
+        ratios[f"w{w}_throughput"] = round(sum(b["appends_per_s"] for b in d)
+                                           / sum(a["appends_per_s"] for a in m), 3)
+        ratios[f"w{w}_throughput_rounds"] = per_round
+        ratios[f"w{w}_p99"] = round(cases[f"durable-w{w}"]["latency_ms"]["p99"]
+                                    / cases[f"memory-w{w}"]["latency_ms"]["p99"], 3)
     return {"cases": cases, "ratios": ratios, "disk": disk}
+
+
+def _merged(results: list[dict]) -> dict:
+    """One case over its rounds: mean appends/s, median latencies and cores."""
+    def med(values):
+        return round(statistics.median(values), 3)
+    cores = {k: med([r["cpu_cores"][k] for r in results if k in r.get("cpu_cores", {})])
+             for k in results[0].get("cpu_cores", {})}
+    return {"appends_per_s": round(statistics.mean(r["appends_per_s"] for r in results), 1),
+            "latency_ms": {k: med([r["latency_ms"][k] for r in results])
+                           for k in ("p50", "p99")},
+            "cpu_cores": cores, "rounds": [round(r["appends_per_s"], 1) for r in results]}
 
 
 def _first_answer(url: str, timeout: float = 60.0) -> float:
@@ -256,6 +276,11 @@ def render(d: dict) -> str:
                          if k in ("master", "s1", "s2", "loadgen", "other"))
         lines.append(f"{name:<16}{c['appends_per_s']:>12,.0f}{lat['p50']:>9.2f}{lat['p99']:>9.2f}"
                      f"   {cores}")
+    r = load["ratios"]
+    if r.get("rounds", 1) > 1:
+        for w in (1, 3):
+            lines.append(f"durable / memory w={w}, {r['rounds']} rounds: {r[f'w{w}_throughput']}"
+                         f" (per round: {', '.join(map(str, r[f'w{w}_throughput_rounds']))})")
     disk = load["disk"]
     lines.append(f"disk after the load: {disk['messages']:,} messages, "
                  f"{disk['messages_per_sync']} per fsync; bytes/payload " +

@@ -845,6 +845,8 @@ def parse_args(argv=None):
                    help="messages stored for the durable part's recovery and read cases "
                         "(default 1,000,000, quick 20,000)")
     p.add_argument("--catchup-trials", type=int, default=None, help="catch-up repetitions (3, quick 1)")
+    p.add_argument("--durable-rounds", type=int, default=None,
+                   help="rounds of the durable part's memory/durable alternation (3, quick 1)")
     p.add_argument("--catchup-timeout", type=float, default=120.0)
     p.add_argument("--ws", default="1,2,3", help="write concerns to run (default 1,2,3)")
     p.add_argument("--only", default=",".join(DEFAULT_PARTS),
@@ -869,6 +871,7 @@ def parse_args(argv=None):
     args.warmup = args.warmup if args.warmup is not None else (0.5 if args.quick else 1.0)
     args.catchup = args.catchup if args.catchup is not None else (10_000 if args.quick else 100_000)
     args.catchup_trials = args.catchup_trials or (1 if args.quick else 3)
+    args.durable_rounds = args.durable_rounds or (1 if args.quick else 3)
     args.memory = args.memory if args.memory is not None else (50_000 if args.quick else 1_000_000)
     args.stored = args.stored if args.stored is not None else (20_000 if args.quick else 1_000_000)
     args.parts = [x.strip() for x in args.only.split(",") if x.strip()]

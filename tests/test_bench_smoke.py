@@ -106,6 +106,17 @@ def test_ceiling_serves_on_the_masters_stack():
         assert proc.wait(timeout=15) == 0
 
 
+def test_durable_rounds_merge_into_one_case_each():
+    from bench import durable
+
+    def res(rate, p99):
+        return {"appends_per_s": rate, "latency_ms": {"p50": 1.0, "p99": p99},
+                "cpu_cores": {"master": 0.9}}
+    merged = durable._merged([res(100, 3.0), res(200, 5.0), res(150, 4.0)])
+    assert merged["appends_per_s"] == 150 and merged["latency_ms"]["p99"] == 4.0
+    assert merged["rounds"] == [100, 200, 150] and merged["cpu_cores"] == {"master": 0.9}
+
+
 def test_loadgen_percentile():
     from bench.loadgen import make_payload, percentile
 
@@ -153,4 +164,12 @@ def test_quick_benchmark_end_to_end(tmp_path, capsys):
     assert dash["dashboard"]["watcher_requests"] > 0 and dash["metrics"]["watcher_requests"] > 0
     assert isinstance(dash["dashboard"]["met"], bool)
     assert "dashboard and metrics cost" in proc.stdout
+    durable = report["durable"]                       # bench/durable.py (issue 9)
+    assert set(durable["load"]["cases"]) == {f"{k}-w{w}" for k in ("memory", "durable")
+                                             for w in (1, 3)}
+    assert durable["load"]["ratios"]["rounds"] == 1
+    assert all(c["appends_per_s"] > 0 for c in durable["load"]["cases"].values())
+    rec = durable["recovery"]
+    assert rec["secondary_missed"] <= rec["secondary_sent"] < rec["stored"], rec  # the tail
+    assert "Durability (every node --fsync always" in proc.stdout
     assert "not comparable to the target" in proc.stdout
