@@ -125,10 +125,13 @@ def _merged(results: list[dict]) -> dict:
         return round(statistics.median(values), 3)
     cores = {k: med([r["cpu_cores"][k] for r in results if k in r.get("cpu_cores", {})])
              for k in results[0].get("cpu_cores", {})}
+    sched = {k: med([r["sched"][k] for r in results if k in r.get("sched", {})])
+             for k in results[0].get("sched", {})}
     return {"appends_per_s": round(statistics.mean(r["appends_per_s"] for r in results), 1),
             "latency_ms": {k: med([r["latency_ms"][k] for r in results])
                            for k in ("p50", "p99")},
-            "cpu_cores": cores, "rounds": [round(r["appends_per_s"], 1) for r in results]}
+            "cpu_cores": cores, "sched": sched,
+            "rounds": [round(r["appends_per_s"], 1) for r in results]}
 
 
 def _first_answer(url: str, timeout: float = 60.0) -> float:
@@ -275,6 +278,14 @@ def render(d: dict) -> str:
                          if k in ("master", "s1", "s2", "loadgen", "other"))
         lines.append(f"{name:<16}{c['appends_per_s']:>12,.0f}{lat['p50']:>9.2f}{lat['p99']:>9.2f}"
                      f"   {cores}")
+    lines.append("the master's CPU taken by other tasks (median of the rounds): waiting for a "
+                 "CPU (share of time), preemptions/s; steal (cores)")
+    for name, c in load["cases"].items():
+        sched = c.get("sched", {})
+        if sched:
+            lines.append(f"  {name:<14}runq {sched.get('master_runq_wait', '?')}  preempted "
+                         f"{sched.get('master_preempted_per_s', '?')}/s  steal "
+                         f"{sched.get('steal_cores', '?')}")
     r = load["ratios"]
     if r.get("rounds", 1) > 1:
         for w in (1, 3):

@@ -125,6 +125,23 @@ def cpu_seconds(pid: int | None) -> float | None:
         return None
 
 
+def sched_counters(pid: int | None) -> tuple[float, int] | None:
+    """(seconds spent runnable but waiting for a CPU, involuntary context switches) of a
+    process's main thread, from /proc (Linux); None elsewhere. A node runs its event loop
+    there, so these say how often, and for how long, other tasks took its CPU."""
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/schedstat") as f:
+            waited = int(f.read().split()[1]) / 1e9
+        with open(f"/proc/{pid}/status") as f:
+            preempted = next(int(line.split(":")[1]) for line in f
+                             if line.startswith("nonvoluntary_ctxt_switches"))
+        return waited, preempted
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
 def rss_bytes(pid: int) -> int:
     import psutil
 
@@ -304,6 +321,7 @@ def run_loadgen(args, mode: str, w: int | None, url: str | None = None, pyro_uri
         raise RuntimeError(f"load generator failed ({out.returncode}): {out.stderr[-2000:]}")
     res = json.loads(out.stdout.strip().splitlines()[-1])
     res["cpu_cores"] = meter.result()
+    res["sched"] = meter.sched()
     # the load generator's own CPU, over its whole life (start-up included): an upper bound
     cores = res["cpu_cores"]
     cores["loadgen"] = round(res["client_cpu_s"] / (args.warmup + args.seconds), 3)
@@ -344,6 +362,8 @@ class WindowCpu:
         t = psutil.cpu_times()
         snap["machine"] = t.user + t.nice + t.system + getattr(t, "irq", 0) + getattr(t, "softirq", 0) \
             + getattr(t, "steal", 0)
+        snap["steal"] = getattr(t, "steal", None)
+        snap["sched"] = sched_counters(self.pids.get("master"))
         return time.perf_counter(), snap
 
     def _run(self) -> None:
@@ -359,6 +379,22 @@ class WindowCpu:
         (t0, c0), (t1, c1) = self.samples["start"], self.samples["end"]
         return {k: round((c1[k] - c0[k]) / (t1 - t0), 3) for k in [*self.pids, "machine"]
                 if c0.get(k) is not None and c1.get(k) is not None}
+
+    def sched(self) -> dict:
+        """Over the window: the master's share of time spent waiting for a CPU while it
+        could run, how often per second another task took its CPU (involuntary context
+        switches), and the CPU time the hypervisor gave to other guests (steal, in cores).
+        They tell a slow case caused by the machine from one caused by the code."""
+        if "start" not in self.samples or "end" not in self.samples:
+            return {}
+        (t0, c0), (t1, c1) = self.samples["start"], self.samples["end"]
+        out = {}
+        if c0.get("steal") is not None and c1.get("steal") is not None:
+            out["steal_cores"] = round((c1["steal"] - c0["steal"]) / (t1 - t0), 3)
+        if c0.get("sched") and c1.get("sched"):
+            out["master_runq_wait"] = round((c1["sched"][0] - c0["sched"][0]) / (t1 - t0), 3)
+            out["master_preempted_per_s"] = round((c1["sched"][1] - c0["sched"][1]) / (t1 - t0))
+        return out
 
 
 class Profiler:

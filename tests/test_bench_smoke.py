@@ -6,6 +6,7 @@ that every part ran, every case completed without errors, and the JSON has its k
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -115,6 +116,16 @@ def test_durable_rounds_merge_into_one_case_each():
     merged = durable._merged([res(100, 3.0), res(200, 5.0), res(150, 4.0)])
     assert merged["appends_per_s"] == 150 and merged["latency_ms"]["p99"] == 4.0
     assert merged["rounds"] == [100, 200, 150] and merged["cpu_cores"] == {"master": 0.9}
+    assert merged["sched"] == {}          # results without scheduler figures merge to none
+
+
+def test_sched_counters_read_this_process():
+    from bench.run import sched_counters
+
+    waited, preempted = sched_counters(os.getpid())
+    assert waited >= 0 and isinstance(waited, float) and preempted >= 0
+    assert sched_counters(None) is None
+    assert sched_counters(2 ** 22 + 12345) is None     # no such process
 
 
 def test_loadgen_percentile():
@@ -169,6 +180,10 @@ def test_quick_benchmark_end_to_end(tmp_path, capsys):
                                              for w in (1, 3)}
     assert durable["load"]["ratios"]["rounds"] == 1
     assert all(c["appends_per_s"] > 0 for c in durable["load"]["cases"].values())
+    for c in durable["load"]["cases"].values():      # the master's scheduling, from /proc
+        assert 0 <= c["sched"]["master_runq_wait"] <= 1 and c["sched"]["master_preempted_per_s"] >= 0
+        assert c["sched"]["steal_cores"] >= 0
+    assert "the master's CPU taken by other tasks" in proc.stdout
     rec = durable["recovery"]
     assert rec["secondary_missed"] <= rec["secondary_sent"] < rec["stored"], rec  # the tail
     assert "Durability (every node --fsync always" in proc.stdout
