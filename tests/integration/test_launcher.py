@@ -228,10 +228,11 @@ def test_fresh_wipes_the_data_root_and_data_survives_a_restart_of_the_launcher(l
 
 # -- README's fault walkthrough, run as written --------------------------------------------
 
-def walkthrough_steps():
-    """(command, expected output or None) pairs of README's fault walkthrough block."""
+def walkthrough_steps(marker: str = "walkthrough"):
+    """(command, expected output or None) pairs of the README console block between two
+    `<!-- marker -->` lines: the fault walkthrough, or `api-example` (the API's block)."""
     text = README.read_text()
-    block = text.split("<!-- walkthrough -->", 2)[1]
+    block = text.split(f"<!-- {marker} -->", 2)[1]
     block = block.split("```console", 1)[1].split("```", 1)[0]
     steps = []
     for line in block.strip().splitlines():
@@ -250,10 +251,26 @@ def test_readme_walkthrough_steps_are_found():
     assert any(e and "read-only" in e for _, e in steps)
 
 
+def test_readme_api_example_steps_are_found():
+    steps = walkthrough_steps("api-example")
+    assert len(steps) == 4 and all(expected for _, expected in steps)
+    assert steps[0][0].startswith("curl -s -XPOST localhost:5000/messages")
+
+
+def test_readme_api_example_works_as_written(tmp_path):
+    """The API's console block, on the cluster README's first command starts (fresh)."""
+    run_readme_steps(tmp_path, [["bash scripts/run.sh --fresh &", None],
+                                *walkthrough_steps("api-example")])
+
+
 def test_readme_fault_walkthrough_works_as_written(tmp_path):
-    """Every command of the walkthrough, on free ports (README's 5000-5002, 9090 and
-    .replog-data replaced); an output shown in README must match the real one up to its
-    '...'. A `sleep N; CMD` step polls CMD until it matches, with a deadline."""
+    run_readme_steps(tmp_path, walkthrough_steps())
+
+
+def run_readme_steps(tmp_path, steps):
+    """Every command of a README block, on free ports (README's 5000-5002, 9090 and
+    .replog-data replaced); the real output must begin as the one README shows, where '...'
+    stands for any text. A `sleep N; CMD` step polls CMD until it matches, with a deadline."""
     base, ns = free_ports()
     root = tmp_path / "data"
 
@@ -272,10 +289,11 @@ def test_readme_fault_walkthrough_works_as_written(tmp_path):
                               text=True, timeout=60).stdout.strip()
 
     def matches(actual, expected):
-        return expected is None or actual.startswith(expected.split("...")[0])
+        return expected is None or re.match(
+            ".*".join(map(re.escape, expected.split("..."))), actual) is not None
 
     try:
-        for command, expected in walkthrough_steps():
+        for command, expected in steps:
             command = local(command)
             if command.endswith("&"):
                 background.append(subprocess.Popen(["bash", "-c", command[:-1]], cwd=ROOT,
