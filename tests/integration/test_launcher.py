@@ -1,7 +1,7 @@
 """The launcher as users run it (python -m nodes.launcher / scripts/run.sh, a real process):
 a node that dies or is paused leaves the cluster running, the printed restart command
 works, --restart always brings a node back, a second launcher on taken ports starts nothing,
-and README's fault walkthrough works as written."""
+and README's API examples (curl and Python) and fault walkthrough work as written."""
 import os
 import random
 import re
@@ -261,6 +261,46 @@ def test_readme_api_example_works_as_written(tmp_path):
     """The API's console block, on the cluster README's first command starts (fresh)."""
     run_readme_steps(tmp_path, [["bash scripts/run.sh --fresh &", None],
                                 *walkthrough_steps("api-example")])
+
+
+_CHECK_LINES = r"""
+import re, sys
+failures = []
+for number, line in enumerate(sys.stdin.read().splitlines(), 1):
+    code, _, comment = line.partition("  # ")
+    code, comment = code.strip(), comment.strip()
+    start = min([i for i in (comment.find("{"), comment.find("[")) if i >= 0], default=-1)
+    if not code:
+        continue
+    if start < 0 or "=" in code.split("(")[0]:   # no shown result, or an assignment
+        exec(code)
+        continue
+    shown = comment[start:max(comment.rfind("}"), comment.rfind("]")) + 1]   # the literal
+    got = repr(eval(code))
+    if not re.match(".*".join(map(re.escape, shown.split("..."))), got):
+        failures.append(f"line {number}: {code} gave {got}, README shows {shown}")
+print("\n".join(failures) or "ok")
+"""
+
+
+def readme_python_block() -> str:
+    text = README.read_text()
+    section = text.split("### Python, through Pyro5", 1)[1]
+    return section.split("```python", 1)[1].split("```", 1)[0]
+
+
+def test_readme_python_example_works_as_written(launch):
+    """README's Pyro5 block, line by line, on a fresh cluster: every result it shows in a
+    comment ('...' stands for any text) is the one the call returns. Only the name server's
+    port differs (Pyro5 reads PYRO_NS_PORT from the environment)."""
+    launched = launch("--fresh").wait_started()
+    env = dict(os.environ, PYRO_NS_HOST="127.0.0.1", PYRO_NS_PORT=str(launched.ns))
+    block = readme_python_block()
+    assert "PYRONAME:replog.master" in block and block.count("  # ") >= 4
+    out = subprocess.run([sys.executable, "-c", _CHECK_LINES], input=block, env=env, cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok", out.stdout
 
 
 def test_readme_fault_walkthrough_works_as_written(tmp_path):
