@@ -883,6 +883,10 @@ def parse_args(argv=None):
     p.add_argument("--catchup-trials", type=int, default=None, help="catch-up repetitions (3, quick 1)")
     p.add_argument("--durable-rounds", type=int, default=None,
                    help="rounds of the durable part's memory/durable alternation (3, quick 1)")
+    p.add_argument("--pin-master", action="store_true",
+                   help="durable part's load cases: the master alone on one CPU, every other "
+                        "process (secondaries, fsync helper, name server, load generator) on "
+                        "the rest, as on separate hosts (needs 2+ CPUs; not the targets' setup)")
     p.add_argument("--catchup-timeout", type=float, default=120.0)
     p.add_argument("--ws", default="1,2,3", help="write concerns to run (default 1,2,3)")
     p.add_argument("--only", default=",".join(DEFAULT_PARTS),

@@ -119,6 +119,23 @@ def test_durable_rounds_merge_into_one_case_each():
     assert merged["sched"] == {}          # results without scheduler figures merge to none
 
 
+def test_pin_master_splits_the_cpus_and_marks_the_ratio_targets_not_comparable():
+    from bench import durable
+
+    assert durable.split_cpus({0, 1}) == ({0}, {1})
+    assert durable.split_cpus({3, 1, 2}) == ({1}, {2, 3})
+    with pytest.raises(SystemExit, match="at least 2 CPUs"):
+        durable.split_cpus({0})
+    d = {"load": {"ratios": {"w3_throughput": 0.9, "w1_throughput": 0.9, "w3_p99": 1.1},
+                  "disk": {"x_payload": {"master": 1.06}}, "pinned": {"master": [0], "others": [1]}},
+         "recovery": {"stored": 10, "master_start_to_http_s": 0.5, "secondary_missed": 1,
+                      "secondary_answer_to_caught_up_s": 0.2}}
+    rows = durable.targets(d)
+    assert [r["met"] for r in rows] == [None, None, None, True, True, True]
+    d["load"]["pinned"] = None
+    assert [r["met"] for r in durable.targets(d)] == [True] * 6
+
+
 def test_sched_counters_read_this_process():
     from bench.run import sched_counters
 
