@@ -88,7 +88,8 @@ class Master:
         # TLS: (name, uri) of a registration -> "" (verified) or why it is ignored
         self._checked: dict[tuple[str, str], str] = {}
         self._instances: dict[str, str] = {}
-        self._catching_up: dict[str, tuple[float, int]] = {}
+        self._catching_up: dict[str, tuple[float, int | None]] = {}
+        self._in_flight: set[str] = set()       # secondaries a replicate call is out to
         self._written = 0
         self._replicating = False
         self.stats = MasterStats()           # read by GET /metrics (nodes/metrics.py)
@@ -415,10 +416,16 @@ class Master:
                                  f"{durable - acked} messages to send")
         elif (restarted or synced_now) and sent:
             logger.info("{} caught up at seq={}: sent {} messages", name, acked, sent)
-        elif name in self._catching_up and acked >= durable:
+        elif restarted and name in self._in_flight:
+            # A heartbeat met the new incarnation after it had stored the replicate call that
+            # is still out to it: that call's answer is the one that says what was sent.
+            self._catching_up[name] = (time.monotonic(), None)
+        elif name in self._catching_up and acked >= durable and (
+                how == "replicate" or self._catching_up[name][1] is not None):
             t0, start = self._catching_up.pop(name)
-            logger.info("{} caught up at seq={}: sent {} messages (it lacked {}) in {:.2f} s",
-                        name, acked, sent, acked - start, time.monotonic() - t0)
+            lacked = "" if start is None else f" (it lacked {acked - start})"
+            logger.info("{} caught up at seq={}: sent {} messages{} in {:.2f} s",
+                        name, acked, sent, lacked, time.monotonic() - t0)
             add_event("catchup", f"{name} caught up at seq={acked} in "
                                  f"{time.monotonic() - t0:.2f} s")
 
@@ -456,15 +463,18 @@ class Master:
                 continue
             first, count = batch.first_seq, len(batch.messages)
             started = time.perf_counter()
+            self._in_flight.add(name)
             try:
                 reply = proxy.replicate(self.log_id, self.state.epoch, first, batch.messages)
             except Exception as e:  # refused, timed out, remote error: all are retried
+                self._in_flight.discard(name)
                 self.stats.replicate_failed(name)
                 proxy = self._failed(name, proxy, f"replicate to {name} seq={first}.."
                                                   f"{first + count - 1}", e)
                 continue
             self.stats.replicate_ok(name, count, time.perf_counter() - started)
             self._answered(name, reply, "replicate", sent=count)
+            self._in_flight.discard(name)
             logger.debug("replicate to {} seq={}..{} count={} ack={} in {:.1f} ms", name, first,
                          first + count - 1, count, reply["ack"],
                          (time.perf_counter() - started) * 1000)
