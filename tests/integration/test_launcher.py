@@ -2,6 +2,7 @@
 a node that dies or is paused leaves the cluster running, the printed restart command
 works, --restart always brings a node back, a second launcher on taken ports starts nothing,
 and README's API examples (curl and Python) and fault walkthrough work as written."""
+import json
 import os
 import random
 import re
@@ -263,9 +264,9 @@ def test_readme_api_example_works_as_written(tmp_path):
                                 *walkthrough_steps("api-example")])
 
 
-_CHECK_LINES = r"""
-import re, sys
-failures = []
+_EVAL_LINES = r"""
+import json, sys
+shown = []     # [line number, code, the result its comment shows, repr of the real result]
 for number, line in enumerate(sys.stdin.read().splitlines(), 1):
     code, _, comment = line.partition("  # ")
     code, comment = code.strip(), comment.strip()
@@ -275,12 +276,17 @@ for number, line in enumerate(sys.stdin.read().splitlines(), 1):
     if start < 0 or "=" in code.split("(")[0]:   # no shown result, or an assignment
         exec(code)
         continue
-    shown = comment[start:max(comment.rfind("}"), comment.rfind("]")) + 1]   # the literal
-    got = repr(eval(code))
-    if not re.match(".*".join(map(re.escape, shown.split("..."))), got):
-        failures.append(f"line {number}: {code} gave {got}, README shows {shown}")
-print("\n".join(failures) or "ok")
+    literal = comment[start:max(comment.rfind("}"), comment.rfind("]")) + 1]
+    shown.append([number, code, literal, repr(eval(code))])
+print(json.dumps(shown))
 """
+
+
+def shown_matches(actual: str, expected: str | None) -> bool:
+    """README shows what a command prints: the real output must begin like it, '...'
+    standing for any text."""
+    return expected is None or re.match(
+        ".*".join(map(re.escape, expected.split("..."))), actual) is not None
 
 
 def readme_python_block() -> str:
@@ -297,10 +303,14 @@ def test_readme_python_example_works_as_written(launch):
     env = dict(os.environ, PYRO_NS_HOST="127.0.0.1", PYRO_NS_PORT=str(launched.ns))
     block = readme_python_block()
     assert "PYRONAME:replog.master" in block and block.count("  # ") >= 4
-    out = subprocess.run([sys.executable, "-c", _CHECK_LINES], input=block, env=env, cwd=ROOT,
+    out = subprocess.run([sys.executable, "-c", _EVAL_LINES], input=block, env=env, cwd=ROOT,
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "ok", out.stdout
+    shown = json.loads(out.stdout)
+    assert len(shown) >= 3
+    failures = [f"line {n}: {code} gave {got}, README shows {literal}"
+                for n, code, literal, got in shown if not shown_matches(got, literal)]
+    assert not failures, failures
 
 
 def test_readme_fault_walkthrough_works_as_written(tmp_path):
@@ -328,10 +338,6 @@ def run_readme_steps(tmp_path, steps):
         return subprocess.run(["bash", "-c", command], cwd=ROOT, env=env, capture_output=True,
                               text=True, timeout=60).stdout.strip()
 
-    def matches(actual, expected):
-        return expected is None or re.match(
-            ".*".join(map(re.escape, expected.split("..."))), actual) is not None
-
     try:
         for command, expected in steps:
             command = local(command)
@@ -346,12 +352,12 @@ def run_readme_steps(tmp_path, steps):
             sleep = re.match(r"sleep ([0-9.]+); (.*)", command)
             if sleep or len(background) > 1:   # waiting for a fault, or a node to come back
                 cmd = sleep.group(2) if sleep else command
-                wait_until(lambda: matches(run(cmd), expected),
+                wait_until(lambda: shown_matches(run(cmd), expected),
                            float(sleep.group(1)) + 20 if sleep else 30, what=f"`{cmd}` to "
                            f"print {expected}")
             else:
                 actual = run(command)
-                assert matches(actual, expected), (command, actual, expected)
+                assert shown_matches(actual, expected), (command, actual, expected)
     finally:
         for p in reversed(background):
             if p.poll() is None:
