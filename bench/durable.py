@@ -89,26 +89,26 @@ def split_cpus(cpus: set[int]) -> tuple[set[int], set[int]]:
     return {first}, cpus - {first}
 
 
-def _pin(pid: int, cpus: set[int], with_children: bool = True) -> None:
-    """Every thread of pid (and of its child processes) on cpus."""
-    import psutil
-
-    procs = [psutil.Process(pid)]
-    if with_children:
-        procs += procs[0].children(recursive=True)
+def _pin(procs: list, cpus: set[int]) -> None:
+    """Every thread of these psutil processes on cpus."""
     for proc in procs:
         for thread in proc.threads():
             os.sched_setaffinity(thread.id, cpus)
 
 
 def _pin_cluster(c: "_Cluster", master_cpus: set[int], other_cpus: set[int]) -> None:
-    _pin(c.master.pid, master_cpus, with_children=False)
+    """The master's own threads on master_cpus; its fsync helper and every other node
+    process (with their children) on other_cpus."""
     import psutil
-    for child in psutil.Process(c.master.pid).children(recursive=True):  # the fsync helper
-        _pin(child.pid, other_cpus)
+
+    master = psutil.Process(c.master.pid)
+    _pin([master], master_cpus)
+    others = master.children(recursive=True)
     for name, proc in c.lc.procs.items():
         if name != "master":
-            _pin(proc.pid, other_cpus)
+            p = psutil.Process(proc.pid)
+            others += [p, *p.children(recursive=True)]
+    _pin(others, other_cpus)
 
 
 def load_part(args, workdir: Path) -> dict:
