@@ -16,10 +16,11 @@ from loguru import logger
 from . import logs, rpc
 from .config import Parser, add_common, add_storage, comma_list
 from .core.health import HealthPolicy
+from .core.concern import WriteConcernTimeout
 from .core.master import ReadOnly
 from .core.progress import Backoff
 from .core.validate import BadRequest, check_append, check_messages, check_timeout, check_w
-from .replicator import Master, Timing, WriteConcernTimeout
+from .master import Master, PyroTransport, Timing
 from .serve import configure_rpc, locate_ns_factory, log_config, run_node
 from .storage.store import CorruptLog, DataDirError, Store
 from .web import master_app
@@ -120,7 +121,7 @@ def main(argv: list[str] | None = None) -> None:
     master = Master(args.secondaries, policy, Backoff(args.retry_base, args.retry_cap),
                     Timing(args.rpc_timeout, args.heartbeat_interval, args.heartbeat_timeout,
                            args.discovery_interval, args.startup_wait),
-                    locate_ns_factory(args), max_batch=args.max_batch, store=store,
+                    PyroTransport(locate_ns_factory(args)), max_batch=args.max_batch, store=store,
                     new_log=args.new_log, max_keys=args.max_keys)
     def start() -> None:   # once the ports are bound and no live master holds the name
         try:

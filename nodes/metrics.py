@@ -12,16 +12,13 @@ harmless for monitoring.
 from __future__ import annotations
 
 from bisect import bisect_left
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import Any, Iterable
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
                                     HistogramMetricFamily, StateSetMetricFamily)
 from prometheus_client.registry import Collector
 
-if TYPE_CHECKING:
-    from .replicator import Master
-    from .secondary_node import Secondary
 
 # seconds; the last bucket (+Inf) is implicit
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
@@ -102,7 +99,7 @@ def _histogram(name: str, doc: str, labels: list[str],
 
 
 class MasterCollector(Collector):
-    def __init__(self, master: "Master") -> None:
+    def __init__(self, master: Any) -> None:
         self.master = master
 
     def collect(self) -> Iterable[Any]:
@@ -166,7 +163,7 @@ class MasterCollector(Collector):
 
 
 class SecondaryCollector(Collector):
-    def __init__(self, secondary: "Secondary") -> None:
+    def __init__(self, secondary: Any) -> None:
         self.secondary = secondary
 
     def collect(self) -> Iterable[Any]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 
 import bottle
 import logging
@@ -24,11 +24,8 @@ from loguru import logger
 from . import dashboard, logs, metrics
 from .core.master import ReadOnly
 from .core.validate import BadRequest, parse_append, parse_faults
-from .replicator import WriteConcernTimeout
+from .core.concern import WriteConcernTimeout
 
-if TYPE_CHECKING:
-    from .replicator import Master
-    from .secondary_node import Secondary
 
 
 def _json(status: int, body: dict) -> bottle.HTTPResponse:
@@ -102,7 +99,7 @@ def _content_type() -> str | None:
     return bottle.request.environ.get("CONTENT_TYPE")
 
 
-def master_app(master: "Master", max_body: int, allow_faults: bool = False) -> bottle.Bottle:
+def master_app(master: Any, max_body: int, allow_faults: bool = False) -> bottle.Bottle:
     app = json_app()
 
     @app.post("/messages")
@@ -186,7 +183,7 @@ def _stream(entries: list[str], count: int):
     yield "]}"
 
 
-def secondary_app(secondary: "Secondary", max_body: int) -> bottle.Bottle:
+def secondary_app(secondary: Any, max_body: int) -> bottle.Bottle:
     app = json_app()
     _read_routes(app, secondary)
 

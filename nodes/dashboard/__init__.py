@@ -20,7 +20,7 @@ import json
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import bottle
 from loguru import logger
@@ -28,8 +28,6 @@ from loguru import logger
 from .. import rpc
 from ..events import FEED, add_event
 
-if TYPE_CHECKING:
-    from ..replicator import Master
 
 STATIC = Path(__file__).resolve().parent / "static"
 FILES = {"app.js": "application/javascript; charset=utf-8",
@@ -44,7 +42,7 @@ FAULTS_TIMEOUT = 3.0   # timeout of the set_faults() call forwarded to a seconda
 class Tails:
     """The last messages of every secondary, fetched over Pyro5 while someone watches."""
 
-    def __init__(self, master: "Master", interval: float = TAIL_INTERVAL,
+    def __init__(self, master: Any, interval: float = TAIL_INTERVAL,
                  timeout: float = TAIL_TIMEOUT, watch_for: float = WATCH_FOR) -> None:
         self.master = master
         self.interval, self.timeout, self.watch_for = interval, timeout, watch_for
@@ -64,9 +62,7 @@ class Tails:
                                  daemon=True).start()
 
     def _uri(self, name: str) -> str | None:
-        with self.master.cond:
-            peer = self.master.state.peers.get(name)
-            return peer.uri if peer else None
+        return self.master.secondary_uris().get(name)
 
     def _loop(self, name: str) -> None:
         proxy, proxy_uri = None, None
@@ -98,7 +94,7 @@ class Tails:
             time.sleep(max(0.0, self.interval - (time.monotonic() - started)))
 
 
-def cluster_view(master: "Master", tails: Tails, after: int, allow_faults: bool) -> dict:
+def cluster_view(master: Any, tails: Tails, after: int, allow_faults: bool) -> dict:
     """Everything the page shows, as one JSON object."""
     health = master.health()
     entries, count = master.snapshot()
@@ -121,7 +117,7 @@ def cluster_view(master: "Master", tails: Tails, after: int, allow_faults: bool)
             "events": FEED.since(after), "last_event": FEED.last_id}
 
 
-def add_routes(app: bottle.Bottle, master: "Master", allow_faults: bool) -> Tails:
+def add_routes(app: bottle.Bottle, master: Any, allow_faults: bool) -> Tails:
     from ..web import fail, read_body    # (web imports this module)
     tails = Tails(master)
 

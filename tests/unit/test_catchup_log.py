@@ -1,67 +1,66 @@
-"""The master's catch-up log line, whichever answer of a restarted secondary comes first.
+"""The catch-up report, whichever answer of a restarted secondary comes first.
 
 A secondary killed while writes go on and started again gets the missing tail in one
 replicate call. Its heartbeat can reach the new process right after that call was stored
 there and before the call's own answer is back: the heartbeat then shows the new
-incarnation with everything acknowledged and nothing sent yet. The line that tells the
+incarnation with everything acknowledged and nothing sent yet. The event that tells the
 operator how many messages were sent must still come, from the replicate answer."""
 from __future__ import annotations
 
-import pytest
-from loguru import logger
-
-from nodes.core.health import HealthPolicy
-from nodes.core.progress import Backoff
-from nodes.replicator import Master, Timing
+from nodes.core.master import MasterState
 
 
-@pytest.fixture
-def lines():
-    out: list[str] = []
-    sink = logger.add(lambda m: out.append(m.record["message"]), level="INFO")
-    yield out
-    logger.remove(sink)
+def restarted_behind(held: int = 53, missed: int = 20) -> MasterState:
+    """A state whose s1 (incarnation "a") held `held`, then `missed` more were written."""
+    st = MasterState(named=["s1"])
+    st.log.extend([f"m{i}" for i in range(held)])
+    st.begin("L", [[1, 1]], durable=held)
+    st.set_uri("s1", "PYRO:replog.secondary.s1@127.0.0.1:1", 0.0)
+    st.on_answer("s1", "a", held, 0.0, "L", 1)
+    st.log.extend([f"t{i}" for i in range(missed)])
+    st.on_durable(held + missed)
+    st.take_ready()
+    return st
 
 
-def restarted_behind(held: int = 53, missed: int = 20) -> Master:
-    """A master whose s1 (incarnation "a") held `held`, then `missed` more were written."""
-    m = Master(["s1"], HealthPolicy(), Backoff(), Timing(), ns_factory=None)
-    m.state.log.extend([f"m{i}" for i in range(held)])
-    m.state.begin("L", [[1, 1]], durable=held)
-    m.state.set_uri("s1", "PYRO:replog.secondary.s1@127.0.0.1:1", 0.0)
-    m._answered("s1", {"instance": "a", "ack": held, "log_id": "L", "epoch": 1}, "heartbeat")
-    m.state.log.extend([f"t{i}" for i in range(missed)])
-    m.state.on_durable(held + missed)
-    return m
+def events(st: MasterState, kind: str) -> list[dict]:
+    return [e.fields for e in st.take_ready().events if e.kind == kind]
 
 
-def caught_up(lines: list[str]) -> list[str]:
-    return [line for line in lines if "caught up at" in line]
+def test_replicate_answer_first():
+    st = restarted_behind()
+    st.on_answer("s1", "b", 73, 1.0, sent=20, how="replicate")
+    assert events(st, "caught_up") == [dict(acked_seq=73, sent=20, lacked=None, seconds=None)]
 
 
-def test_replicate_answer_first(lines):
-    m = restarted_behind()
-    m._answered("s1", {"instance": "b", "ack": 73}, "replicate", sent=20)
-    assert caught_up(lines) == ["s1 caught up at seq=73: sent 20 messages"]
+def test_heartbeat_first_while_the_tail_is_in_flight():
+    st = restarted_behind()
+    batch = st.next_batch("s1", 1.0)                 # the sender's call with seq 54..73 is out
+    assert (batch.first_seq, len(batch.messages)) == (54, 20)
+    st.on_answer("s1", "b", 73, 1.1, "L", 1)
+    ready = st.take_ready()
+    assert [e.fields for e in ready.events if e.kind == "restart"] == [dict(acked_seq=73)]
+    assert not [e for e in ready.events if e.kind == "caught_up"]   # nothing sent yet
+    st.on_answer("s1", "b", 73, 1.2, "L", 1)
+    assert events(st, "caught_up") == []             # a second heartbeat does not say it
+    st.on_answer("s1", "b", 73, 1.5, sent=20, call=batch.call, how="replicate")
+    [f] = events(st, "caught_up")
+    assert (f["acked_seq"], f["sent"], f["lacked"]) == (73, 20, None)
+    assert abs(f["seconds"] - 0.4) < 1e-9
+    assert st.secondaries["s1"].sent == 20 and not st.secondaries["s1"].calls
 
 
-def test_heartbeat_first_while_the_tail_is_in_flight(lines):
-    m = restarted_behind()
-    m._in_flight.add("s1")        # the sender's call with seq 54..73 is out
-    m._answered("s1", {"instance": "b", "ack": 73, "log_id": "L", "epoch": 1}, "heartbeat")
-    assert any("new incarnation with ack=73" in line for line in lines)
-    assert caught_up(lines) == []                   # not yet: nothing counted as sent
-    m._answered("s1", {"instance": "b", "ack": 73, "log_id": "L", "epoch": 1}, "heartbeat")
-    assert caught_up(lines) == []                   # a second heartbeat does not say it
-    m._answered("s1", {"instance": "b", "ack": 73}, "replicate", sent=20)
-    m._in_flight.discard("s1")
-    [line] = caught_up(lines)
-    assert line.startswith("s1 caught up at seq=73: sent 20 messages in ")
-    assert m.state.peers["s1"].sent == 20
+def test_heartbeat_first_with_nothing_in_flight_reports_no_catch_up():
+    st = restarted_behind(held=73, missed=0)          # it missed nothing
+    st.on_answer("s1", "b", 73, 1.0, "L", 1)
+    st.on_answer("s1", "b", 73, 1.1, sent=0, how="replicate")
+    assert events(st, "caught_up") == []
+    assert st.secondaries["s1"].catchup_since is None
 
 
-def test_heartbeat_first_with_nothing_in_flight_logs_no_catch_up(lines):
-    m = restarted_behind(held=73, missed=0)          # it missed nothing
-    m._answered("s1", {"instance": "b", "ack": 73, "log_id": "L", "epoch": 1}, "heartbeat")
-    m._answered("s1", {"instance": "b", "ack": 73}, "replicate", sent=0)
-    assert caught_up(lines) == [] and not m._catching_up
+def test_a_late_answer_of_an_earlier_incarnation_is_ignored():
+    st = restarted_behind(held=73, missed=0)
+    st.on_answer("s1", "b", 10, 1.0, "L", 1)        # restarted, holds 10
+    assert st.secondaries["s1"].acked == 10
+    st.on_answer("s1", "a", 73, 1.1, sent=5, how="replicate")   # the old process's answer
+    assert st.secondaries["s1"].acked == 10 and st.secondaries["s1"].incarnation == "b"

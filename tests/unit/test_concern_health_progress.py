@@ -17,15 +17,19 @@ def test_satisfied_up_to():
     assert satisfied_up_to(4, [3, 7]) == 0
 
 
+def tokens(released):
+    return [token for token, _seq in released]
+
+
 def test_waits_release_per_w_in_seq_order():
     waits = Waits()
     waits.add(1, 2, "a")
     waits.add(2, 3, "b")
     waits.add(3, 2, "c")
     assert waits.release([0, 0]) == []
-    assert waits.release([1, 0]) == ["a"]
-    assert sorted(waits.release([3, 1])) == ["c"]
-    assert waits.release([3, 2]) == ["b"]
+    assert waits.release([1, 0]) == [("a", 1)]
+    assert waits.release([3, 1]) == [("c", 3)]
+    assert waits.release([3, 2]) == [("b", 2)]
     assert len(waits) == 0
 
 
@@ -33,17 +37,39 @@ def test_waits_cancelled_are_not_released():
     waits = Waits()
     wid = waits.add(1, 2, "gone")
     waits.add(1, 2, "kept")
-    waits.cancel(wid)
-    assert waits.release([1]) == ["kept"]
+    assert waits.cancel(wid) is True
+    assert len(waits) == 1                   # forgotten at once, not when its seq is met
+    assert tokens(waits.release([1])) == ["kept"]
     assert len(waits) == 0
+    assert waits.cancel(wid) is False
+
+
+def test_cancelled_waits_behind_an_unmet_seq_do_not_pile_up():
+    """A secondary stays down while clients with w=3 keep timing out: the waits they gave
+    up must not stay in memory until the secondary comes back."""
+    waits = Waits()
+    kept = waits.add(5, 3, "kept")
+    for i in range(100_000):
+        waits.cancel(waits.add(10 + i, 3, i))
+    assert len(waits) == 1
+    assert sum(len(heap) for heap in waits._heaps.values()) <= 2 * Waits.COMPACT_AT + 2
+    assert tokens(waits.release([10**6, 10**6])) == ["kept"] and kept
+
+
+def test_drain_gives_every_live_wait():
+    waits = Waits()
+    waits.add(1, 2, "a")
+    waits.cancel(waits.add(2, 2, "b"))
+    waits.add(3, 3, "c")
+    assert sorted(tokens(waits.drain())) == ["a", "c"] and len(waits) == 0
 
 
 def test_waits_out_of_order_seqs_for_same_w():
     waits = Waits()
     waits.add(9, 2, "late")
     waits.add(2, 2, "retry")   # an idempotent retry waits on an older seq
-    assert waits.release([2]) == ["retry"]
-    assert waits.release([9]) == ["late"]
+    assert tokens(waits.release([2])) == ["retry"]
+    assert tokens(waits.release([9])) == ["late"]
 
 
 def test_health_states_by_answer_age():

@@ -102,8 +102,10 @@ def test_durable_master_counts_itself_only_once_synced():
     b = st.append("m2", 2, now=0.1, token="w2")
     # the secondaries are sent the entries while the master's disk syncs
     assert st.next_batch("s1", 0.1).messages == ["m1", "m2"]
-    assert st.on_answer("s1", "i-s1", 2, now=0.2)[1] == []  # w=2 needs the master too
-    assert sorted(st.on_durable(2)) == ["w1", "w2"]
+    st.on_answer("s1", "i-s1", 2, now=0.2)
+    assert st.take_ready().released == []           # w=2 needs the master too
+    st.on_durable(2)
+    assert sorted(t for t, _ in st.take_ready().released) == ["w1", "w2"]
     assert b.seq == 2 and st.acks(2) == 2
 
 
@@ -128,4 +130,4 @@ def test_a_discovered_secondary_that_unregistered_and_is_unhealthy_is_forgotten(
     assert st.cluster_size == 4
     assert st.departed({"s3"}, now=1.0) == []            # s2 unregistered, but still Healthy
     assert st.departed({"s3"}, now=5.0) == ["s2"]         # named s1 stays; registered s3 stays
-    assert sorted(st.peers) == ["s1", "s3"] and st.cluster_size == 3
+    assert sorted(st.secondaries) == ["s1", "s3"] and st.cluster_size == 3

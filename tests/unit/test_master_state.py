@@ -3,6 +3,16 @@ import pytest
 from nodes.core.health import HealthPolicy
 from nodes.core.master import MasterState, ReadOnly, Sync
 from nodes.core.progress import Backoff
+from nodes.core.report import health
+
+
+def released(st):
+    """The tokens of the waits the last calls released."""
+    return [token for token, _acks in st.take_ready().released]
+
+
+def modes(st):
+    return [e.fields for e in st.take_ready().events if e.kind == "mode"]
 
 
 def make(named=("s1", "s2"), **kw):
@@ -19,9 +29,11 @@ def test_w1_needs_no_wait_and_w3_waits_for_both():
     assert a.seq == 1 and a.wait_id is None and a.acks == 1
     b = st.append("m2", 3, now=0.1, token="T")
     assert b.seq == 2 and b.wait_id is not None
-    assert st.on_answer("s1", "inst-s1", 2, now=0.2) == (False, [])
+    assert st.on_answer("s1", "inst-s1", 2, now=0.2) is False
+    assert released(st) == []
     assert st.acks(2) == 2
-    assert st.on_answer("s2", "inst-s2", 2, now=0.2) == (False, ["T"])
+    assert st.on_answer("s2", "inst-s2", 2, now=0.2) is False
+    assert st.take_ready().released == [("T", 3)]
     assert st.acks(2) == 3
 
 
@@ -44,8 +56,7 @@ def test_restarted_secondary_is_sent_the_whole_log_again():
         st.append(f"m{i + 1}", 1, now=0.1)
     st.on_answer("s1", "inst-s1", 3, now=0.2)
     assert st.next_batch("s1", now=0.2) is None
-    restarted, _ = st.on_answer("s1", "new-incarnation", 0, now=0.3)
-    assert restarted
+    assert st.on_answer("s1", "new-incarnation", 0, now=0.3) is True
     assert st.next_batch("s1", now=0.3).messages == ["m1", "m2", "m3"]
 
 
@@ -73,11 +84,11 @@ def test_health_report_and_lag():
     st.append("a", 1, now=0.1)
     st.append("b", 1, now=0.1)
     st.on_answer("s1", "inst-s1", 2, now=0.5)
-    h = st.health(now=1.4)
+    h = health(st, now=1.4)
     assert h["last_seq"] == 2
     assert h["secondaries"]["s1"] == {"status": "Healthy", "acked_seq": 2, "lag": 0,
                                       "last_answer_age": 0.9, "uri": "PYRO:x@s1:1",
-                                      "synced": True, "sent": 0}
+                                      "synced": True, "sent": 0, "in_flight": 0}
     assert h["secondaries"]["s2"]["status"] == "Suspected"
     assert h["secondaries"]["s2"]["lag"] == 2
     assert h["read_only"] is False
@@ -90,12 +101,15 @@ def test_read_only_without_quorum_and_back():
     with pytest.raises(ReadOnly, match="no quorum"):
         st.append("b", 1, now=3.5)
     assert st.log.last_seq == 1
-    q = st.update_mode(3.5)
-    assert q is not None and not q.ok and st.read_only
-    assert st.update_mode(3.6) is None
+    st.tick(3.5)
+    [mode] = modes(st)
+    assert not mode["ok"] and mode["available"] == 1 and st.read_only
+    st.tick(3.6)
+    assert modes(st) == []
     st.on_answer("s2", "inst-s2", 1, now=3.7)
-    q = st.update_mode(3.7)
-    assert q.ok and not st.read_only
+    st.tick(3.7)
+    [mode] = modes(st)
+    assert mode["ok"] and not st.read_only
     assert st.append("b", 1, now=3.8).seq == 2
 
 
@@ -120,9 +134,10 @@ def test_discovered_secondary_joins_cluster():
 def test_cancelled_wait_is_dropped():
     st = make()
     a = st.append("m", 2, now=0.1, token="t")
-    st.cancel_wait(a.wait_id)
-    assert st.on_answer("s1", "inst-s1", 1, now=0.2) == (False, [])
+    assert st.cancel_wait(a.wait_id) is True
     assert len(st.waits) == 0
+    st.on_answer("s1", "inst-s1", 1, now=0.2)
+    assert released(st) == []
 
 
 def test_idempotent_append_waits_on_first_seq():
@@ -137,8 +152,10 @@ def test_append_many_waits_on_last_seq():
     st = make()
     a = st.append_many(["a", "b", "c"], 2, now=0.1, token="t")
     assert a.seq == 3 and a.wait_id is not None
-    assert st.on_answer("s1", "inst-s1", 2, now=0.2)[1] == []
-    assert st.on_answer("s1", "inst-s1", 3, now=0.2)[1] == ["t"]
+    st.on_answer("s1", "inst-s1", 2, now=0.2)
+    assert released(st) == []
+    st.on_answer("s1", "inst-s1", 3, now=0.2)
+    assert released(st) == ["t"]
 
 
 def test_repeated_key_is_answered_while_read_only():

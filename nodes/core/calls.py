@@ -1,0 +1,40 @@
+"""What the master's state machine hands the shell: an append's outcome, and the calls to
+make to a secondary (a Batch of entries or a Sync), with the pipelining rule."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Appended:
+    seq: int
+    created: bool     # False when an idempotency key matched an earlier append
+    acks: int         # nodes holding it right now
+    wait_id: int | None  # set when the caller must wait for its write concern
+
+
+@dataclass(frozen=True)
+class Batch:
+    first_seq: int
+    messages: list[str]
+    call: int         # the id the answer (or failure) is reported with
+
+
+@dataclass(frozen=True)
+class Sync:
+    """The secondary follows another log or epoch: it must sync before it is sent entries."""
+    log_id: str
+    history: list[list[int]]
+    last_seq: int
+    call: int
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """Replicate calls out to one secondary at once. A further call goes out only once the
+    oldest has been out `after` seconds (a fast secondary answers first, so batches stay
+    large) and while fewer than `max_messages` entries are out (a secondary holds back at
+    most its --max-ahead past its ACK)."""
+    window: int = 8
+    after: float = 0.002
+    max_messages: int = 10_000
