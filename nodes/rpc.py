@@ -19,9 +19,8 @@ import Pyro5.errors
 from loguru import logger
 
 from . import tls
+from .names import MASTER_NAME, SECONDARY_PREFIX  # noqa: F401 (the nodes use rpc.*)
 
-MASTER_NAME = "replog.master"
-SECONDARY_PREFIX = "replog.secondary."
 # Between nodes: marshal is the fastest serializer Pyro5 has for lists of strings.
 NODE_SERIALIZER = "marshal"
 

@@ -14,12 +14,11 @@ from typing import Any
 
 from loguru import logger
 
+from .names import MASTER_NAME, NAMESERVER_OBJECT, SECONDARY_PREFIX
+
 MASTER = "master"
 NAMESERVER = "nameserver"
 CLIENT_PREFIX = "client-"
-MASTER_OBJECT = "replog.master"
-SECONDARY_PREFIX = "replog.secondary."
-NAMESERVER_OBJECT = "Pyro.NameServer"
 FILES = ("ca.crt", "node.crt", "node.key")
 
 
@@ -34,7 +33,7 @@ def owner_of(pyro_name: object) -> str | None:
     None: nobody may (over the network)."""
     if not isinstance(pyro_name, str):
         return None
-    if pyro_name == MASTER_OBJECT:
+    if pyro_name == MASTER_NAME:
         return MASTER
     if pyro_name.startswith(SECONDARY_PREFIX):
         name = pyro_name[len(SECONDARY_PREFIX):]

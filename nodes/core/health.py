@@ -20,6 +20,10 @@ class HealthPolicy:
         if not 0 < self.suspect_after <= self.unhealthy_after:
             raise ValueError("need 0 < suspect_after <= unhealthy_after")
 
+    def answering(self, seen: float | None, now: float) -> bool:
+        """Counts toward the quorum: heard from (or learned of) within unhealthy_after."""
+        return seen is not None and now - seen < self.unhealthy_after
+
     def status(self, last_answer: float | None, now: float,
                known_since: float | None = None) -> Status:
         """Healthy while answering, Suspected after missed heartbeats, then Unhealthy.
@@ -57,8 +61,12 @@ class Quorum:
                 f"{self.needed} needed")
 
 
+def majority(size: int) -> int:
+    return size // 2 + 1
+
+
 def quorum(statuses: list[Status]) -> Quorum:
     """The master counts; a Suspected secondary still counts (it may just be slow)."""
     size = 1 + len(statuses)
     available = 1 + sum(1 for s in statuses if s is not Status.UNHEALTHY)
-    return Quorum(size=size, needed=size // 2 + 1, available=available)
+    return Quorum(size=size, needed=majority(size), available=available)

@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 from . import history as hist
 from .concern import Waits, holders
-from .health import HealthPolicy, Quorum, Status, quorum
+from .health import HealthPolicy, Quorum, Status, majority, quorum
 from .log import MasterLog
 from .progress import Backoff, Progress
 from .ready import Event, Ready
@@ -147,14 +147,10 @@ class MasterState:
     def _check_writable(self, now: float) -> None:
         if self.failed is not None or self.recovering is not None:
             raise ReadOnly(self.failed or self.recovering)
-        # the hot path of every append: count answering secondaries, as quorum() does
-        horizon = now - self.policy.unhealthy_after
-        available = 1
-        for sec in self.secondaries.values():
-            seen = sec.seen
-            if seen is not None and seen > horizon:
-                available += 1
-        if available < self.cluster_size // 2 + 1:
+        # the hot path of every append: count what quorum() counts, without its report
+        answering = self.policy.answering
+        available = 1 + sum(1 for sec in self.secondaries.values() if answering(sec.seen, now))
+        if available < majority(self.cluster_size):
             raise ReadOnly(self.quorum(now).reason())
 
     def on_durable(self, seq: int) -> None:
