@@ -70,7 +70,6 @@ class Wal:
         self._segments: list[tuple[int, Path]] = []   # (first seq, file), oldest first
         self._dir_dirty = False        # a segment was created since the last sync
         self.last_seq = 0              # highest seq written (not necessarily synced)
-        self.bytes_written = 0
 
     # -- start-up ---------------------------------------------------------------------------
     def load(self, max_keys: int = 100_000) -> Loaded:
@@ -183,7 +182,6 @@ class Wal:
         while view:
             view = view[os.write(self._fd, view):]
         self._size += len(data)
-        self.bytes_written += len(data)
         self.last_seq += len(messages)
 
     def sync(self) -> None:
@@ -234,13 +232,6 @@ class Wal:
             self.append(*partial)
         self.last_seq = keep
         self.sync()
-
-    def reset(self) -> None:
-        """Remove every segment: the start of a new log."""
-        self.truncate(0)
-
-    def size_bytes(self) -> int:
-        return sum(p.stat().st_size for _, p in self._segments if p.exists())
 
     def close(self) -> None:
         if self._fd is not None:
