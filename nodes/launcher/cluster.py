@@ -9,6 +9,8 @@ from typing import Any
 
 from .procs import Proc, _flags, free_port, wait_until
 
+PROBE_CERT = "client-launcher"   # the certificate of the launcher's own readiness probes
+
 
 class LocalCluster:
     """Name server, master and secondaries as real processes on free loopback ports."""
@@ -54,9 +56,20 @@ class LocalCluster:
         self.ns_port = port or free_port()
         proc = self._spawn("nameserver", "nameserver",
                            {"port": self.ns_port, "log_level": self.log_level}, None)
-        wait_until(lambda: socket.create_connection(("127.0.0.1", self.ns_port), 0.5).close()
-                   or True, 15, what="the name server")
+        wait_until(lambda: self._accepts(self.ns_port), 15, what="the name server")
         return proc
+
+    def _accepts(self, port: int) -> bool:
+        """Does the node on `port` take connections? With TLS the probe completes a handshake
+        with a client certificate of this cluster: a bare TCP connect is a stranger to a TLS
+        node, which logs it as a refused connection ("no valid certificate") and so would
+        greet every start with what looks like an intrusion."""
+        with socket.create_connection(("127.0.0.1", port), 0.5) as sock:
+            if self.tls_dir is not None:
+                from ..tls import contexts
+                client = contexts(self.certs(PROBE_CERT))[1]
+                client.wrap_socket(sock).close()   # raises unless the handshake succeeds
+        return True
 
     def _node_options(self, http_port: int | None, flags: dict[str, Any]) -> tuple[int, dict]:
         port = http_port or free_port()
