@@ -36,6 +36,8 @@ class Tails:
     it loses its latest reply at once, and its loop ends within one interval (or one call's
     timeout). A name that leaves and comes back gets a new loop; the old one, should it
     still be in a call, sees that it is no longer the current one and ends without writing.
+    Names are pruned when a page polls: with no page open the loops sleep, and what is kept
+    is bounded by the names the master knew at the last poll.
     """
 
     def __init__(self, master: MasterPeers, interval: float = TAIL_INTERVAL,
