@@ -17,9 +17,6 @@ import time
 from collections import deque
 from typing import Callable
 
-# The kinds the dashboard colours; any other string is shown plainly.
-KINDS = ("health", "mode", "discovered", "restart", "catchup", "recovery", "faults", "info")
-
 
 class Feed:
     def __init__(self, size: int = 200, clock: Callable[[], float] = time.time) -> None:

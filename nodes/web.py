@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, NoReturn
+from typing import Any
 
 import bottle
 import logging
@@ -25,22 +25,8 @@ from . import dashboard, logs, metrics
 from .core.master import ReadOnly
 from .core.validate import BadRequest, parse_append, parse_faults
 from .core.concern import WriteConcernTimeout
+from .httpjson import _json, fail, note, read_body
 
-
-
-def _json(status: int, body: dict) -> bottle.HTTPResponse:
-    return bottle.HTTPResponse(json.dumps(body, ensure_ascii=False), status=status,
-                               headers={"Content-Type": "application/json; charset=utf-8"})
-
-
-def fail(status: int, message: str, **extra: Any) -> NoReturn:
-    note(" ".join([f"{k}={v}" for k, v in extra.items()] + [message]))
-    raise _json(status, {"error": message, **extra})
-
-
-def note(text: str) -> None:
-    """Add a detail (seq, error) to this request's access-log line."""
-    bottle.request.environ["replog.note"] = text
 
 
 def json_app() -> bottle.Bottle:
@@ -76,23 +62,6 @@ def json_app() -> bottle.Bottle:
 
     app.default_error_handler = error_body
     return app
-
-
-def read_body(max_body: int) -> bytes:
-    """The request body, refusing (413) anything over max_body before it is parsed."""
-    env = bottle.request.environ
-    if not env.get("CONTENT_LENGTH"):       # chunked: read at most one byte over the cap
-        body = env["wsgi.input"].read(max_body + 1)
-        if len(body) > max_body:
-            fail(413, f"body is over the limit of {max_body} bytes")
-        return body
-    try:
-        length = int(env["CONTENT_LENGTH"])
-    except ValueError:
-        fail(400, "Content-Length is not a number")
-    if length > max_body:
-        fail(413, f"body of {length} bytes is over the limit of {max_body}")
-    return env["wsgi.input"].read(length) if length > 0 else b""
 
 
 def _content_type() -> str | None:

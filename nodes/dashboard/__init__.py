@@ -10,91 +10,55 @@ package (no build step, nothing fetched from elsewhere), and the JSON it polls.
 
 The browser talks to the master only (in Docker only HTTP ports are published, and the
 master does not know the secondaries' HTTP addresses). The master reads each secondary's
-tail over Pyro5 with SecondaryAPI.tail(): one greenlet per secondary, owning its proxy, one
-call per TAIL_INTERVAL at most, each with a timeout, and only while a page has asked for
-/cluster in the last WATCH_FOR seconds. With no page open the dashboard costs nothing.
+tail over Pyro5 with SecondaryAPI.tail() (tails.py): one loop per secondary the master knows
+now, owning its proxy, one call per TAIL_INTERVAL at most, each with a timeout, and only
+while a page has asked for /cluster in the last WATCH_FOR seconds. With no page open the
+dashboard costs nothing.
 """
 from __future__ import annotations
 
 import json
-import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
 import bottle
-from loguru import logger
 
 from .. import rpc
 from ..events import FEED, add_event
+from ..httpjson import fail, read_body
+from .tails import TAIL, TAIL_INTERVAL, TAIL_TIMEOUT, WATCH_FOR, MasterPeers, Tails
 
+__all__ = ["Tails", "cluster_view", "add_routes", "TAIL", "TAIL_INTERVAL", "TAIL_TIMEOUT",
+           "WATCH_FOR"]
 
 STATIC = Path(__file__).resolve().parent / "static"
 FILES = {"app.js": "application/javascript; charset=utf-8",
          "style.css": "text/css; charset=utf-8"}
-TAIL = 20              # messages shown per node
-TAIL_INTERVAL = 0.5    # seconds between two tail() calls to one secondary
-TAIL_TIMEOUT = 1.0     # timeout of one tail() call
-WATCH_FOR = 5.0        # seconds after the last GET /cluster that tails are still fetched
 FAULTS_TIMEOUT = 3.0   # timeout of the set_faults() call forwarded to a secondary
 
 
-class Tails:
-    """The last messages of every secondary, fetched over Pyro5 while someone watches."""
+class MasterView(MasterPeers, Protocol):
+    """What the dashboard reads of the master (nodes.master.Master), typed here so that
+    the dashboard imports neither nodes.master nor nodes.web."""
 
-    def __init__(self, master: Any, interval: float = TAIL_INTERVAL,
-                 timeout: float = TAIL_TIMEOUT, watch_for: float = WATCH_FOR) -> None:
-        self.master = master
-        self.interval, self.timeout, self.watch_for = interval, timeout, watch_for
-        self.latest: dict[str, dict] = {}       # name -> last reply (+ "at", "error")
-        self._watched_until = 0.0
-        self._watching = threading.Event()
-        self._loops: set[str] = set()
+    def health(self) -> dict: ...
 
-    def watch(self, names: list[str]) -> None:
-        """A page asked: keep fetching for watch_for seconds; start loops for new names."""
-        self._watched_until = time.monotonic() + self.watch_for
-        self._watching.set()
-        for name in names:
-            if name not in self._loops:
-                self._loops.add(name)
-                threading.Thread(target=self._loop, args=(name,), name=f"tail-{name}",
-                                 daemon=True).start()
-
-    def _uri(self, name: str) -> str | None:
-        return self.master.secondary_uris().get(name)
-
-    def _loop(self, name: str) -> None:
-        proxy, proxy_uri = None, None
-        while True:
-            if time.monotonic() > self._watched_until:
-                self._watching.clear()
-                if proxy is not None:          # nobody watches: hold no connection
-                    proxy._pyroRelease()
-                    proxy = None
-                self._watching.wait()
-                continue
-            started = time.monotonic()
-            uri = self._uri(name)
-            if uri is not None:
-                if proxy is None or uri != proxy_uri:
-                    if proxy is not None:
-                        proxy._pyroRelease()
-                    proxy, proxy_uri = rpc.proxy(uri, self.timeout), uri
-                try:
-                    reply = proxy.tail(TAIL)
-                    reply["at"] = time.time()
-                    self.latest[name] = reply
-                except Exception as e:   # paused, down, an older secondary: shown as stale
-                    logger.trace("tail of {} failed: {}", name, e)
-                    old = self.latest.get(name, {})
-                    self.latest[name] = {**old, "error": f"{type(e).__name__}: {e}"[:200]}
-                    proxy._pyroRelease()
-                    proxy = None
-            time.sleep(max(0.0, self.interval - (time.monotonic() - started)))
+    def snapshot(self) -> tuple[list[str], int]: ...
 
 
-def cluster_view(master: Any, tails: Tails, after: int, allow_faults: bool) -> dict:
+def _secondary(t: dict | None, now: float) -> dict:
+    """One secondary's entry in /cluster. Before its first tail() answer (t None) it is
+    the same shape, with an empty tail and loading true, so a page draws it at once."""
+    t = t or {}
+    return {"ack": t.get("ack"), "tail": t.get("tail", []), "held": t.get("held", []),
+            "held_back": t.get("held_back", 0), "delay": t.get("delay", 0.0),
+            "error_rate": t.get("error_rate", 0.0), "allow_faults": t.get("allow_faults", False),
+            "instance": t.get("instance"), "age": round(now - t["at"], 3) if "at" in t else None,
+            "error": t.get("error"), "loading": not t}
+
+
+def cluster_view(master: MasterView, tails: Tails, after: int, allow_faults: bool) -> dict:
     """Everything the page shows, as one JSON object."""
     health = master.health()
     entries, count = master.snapshot()
@@ -103,22 +67,14 @@ def cluster_view(master: Any, tails: Tails, after: int, allow_faults: bool) -> d
     names = list(health["secondaries"])
     tails.watch(names)
     now = time.time()
-    secondaries = {}
-    for name in names:
-        t = tails.latest.get(name)
-        secondaries[name] = None if t is None else {
-            "ack": t.get("ack"), "tail": t.get("tail", []), "held": t.get("held", []),
-            "held_back": t.get("held_back", 0), "delay": t.get("delay", 0.0),
-            "error_rate": t.get("error_rate", 0.0), "allow_faults": t.get("allow_faults", False),
-            "instance": t.get("instance"), "age": round(now - t["at"], 3) if "at" in t else None,
-            "error": t.get("error")}
+    latest = tails.latest
+    secondaries = {name: _secondary(latest.get(name), now) for name in names}
     return {"time": now, "health": health, "allow_faults": allow_faults,
             "tails": {"master": master_tail, "secondaries": secondaries},
             "events": FEED.since(after), "last_event": FEED.last_id}
 
 
-def add_routes(app: bottle.Bottle, master: Any, allow_faults: bool) -> Tails:
-    from ..web import fail, read_body    # (web imports this module)
+def add_routes(app: bottle.Bottle, master: MasterView, allow_faults: bool) -> Tails:
     tails = Tails(master)
 
     @app.get("/")
@@ -168,7 +124,7 @@ def add_routes(app: bottle.Bottle, master: Any, allow_faults: bool) -> Tails:
                 fail(400, f"'{key}' must be a number from 0 to {high}")
             values[key] = float(v)
         name = req["secondary"]
-        uri = tails._uri(name)
+        uri = tails.uri(name)
         if uri is None:
             fail(404, f"no secondary named {name!r} is known to the master")
         proxy = rpc.proxy(uri, FAULTS_TIMEOUT)   # this request's own proxy

@@ -79,6 +79,9 @@ def page(driver, dash_cluster):
                            http_json("GET", c.master.url + "/health")[1]["secondaries"].values()),
                30, what="every secondary Healthy")
     driver.get(c.master.url + "/")
+    # the cards appear with the first poll's answer, after the load event driver.get awaits
+    wait(driver, lambda: all(card(driver, n) for n in ("master",) + SECONDARIES), 10,
+         "the page to draw every node")
     return driver
 
 

@@ -227,6 +227,19 @@ def test_fresh_wipes_the_data_root_and_data_survives_a_restart_of_the_launcher(l
     assert requests.get(fresh.url() + "/messages", timeout=5).json()["messages"] == []
 
 
+
+def test_a_tls_cluster_starts_without_a_refused_connection_in_any_log(launch, tmp_path):
+    """The launcher's readiness checks must not look like an intrusion: with --certs no
+    node logs a connection refused for want of a certificate (what a plain-TCP probe of
+    the name server's port caused on every start)."""
+    cl = launch("--certs", str(tmp_path / "certs")).wait_started()
+    wait_until(lambda: all(s["status"] == "Healthy" for s in
+                           cl.health()["secondaries"].values()), 30, what="secondaries Healthy")
+    assert post(cl.url(), "over tls", w=3).status_code == 201
+    assert "mutual TLS" in cl.err
+    # every node's log goes to the launcher's stdout and stderr
+    assert "no valid certificate" not in cl.out + cl.err
+
 # -- README's fault walkthrough, run as written --------------------------------------------
 
 def walkthrough_steps(marker: str = "walkthrough"):

@@ -183,3 +183,23 @@ def test_allow_faults_has_help_and_an_env_fallback(module):
     assert "REPLOG_ALLOW_FAULTS" in p.format_help()
     assert p.parse_args([]).allow_faults is False
     assert p.parse_args(["--allow-faults"]).allow_faults is True
+
+
+def test_the_first_cluster_view_after_a_start_has_an_entry_for_every_secondary(cluster, http):
+    """The very first GET /cluster (no tail read yet) already names every secondary with a
+    well-formed entry, so a page opened right after the start draws every node."""
+    master, secs = start_cluster(cluster, master_flags=FAST)
+    first = http.get(master.url + "/cluster", timeout=5).json()   # nobody asked before
+    entries = first["tails"]["secondaries"]
+    assert sorted(entries) == sorted(first["health"]["secondaries"]) == ["s1", "s2"]
+    for name, t in entries.items():
+        assert isinstance(t, dict), f"{name}: {t!r}"
+        assert t["tail"] == [] and t["held"] == [] and t["error"] is None, t
+        assert t["loading"] is True and t["age"] is None, t
+
+    def read():
+        v = http.get(master.url + "/cluster", timeout=5).json()["tails"]["secondaries"]
+        return v if all(not t["loading"] and t["age"] is not None for t in v.values()) else None
+
+    later = wait_until(read, 10, what="both tails read")
+    assert all(t["error"] is None and t["tail"] == [] for t in later.values())

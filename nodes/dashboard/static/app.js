@@ -81,14 +81,16 @@ function drawNode(el, node, maxLag, allowFaults) {
   const note = $(".tail-note", el);
   if (node.role === "master") {
     text(note, "");
-  } else if (!t) {
+  } else if (!t || t.loading) {                     // the master has not read it yet
     text(note, "tail: not read yet");
   } else {
     const stale = t.error ? `no answer to the tail call (${age(t.age)})` : "";
     note.classList.toggle("stale", Boolean(stale));
     text(note, stale || (t.held_back ? `${t.held_back} held back past a gap` : ""));
   }
-  drawTail(el, t ? t.tail : node.entries, t ? t.held : []);
+  // a secondary's entry may lack a tail (an older master sent null before the first read)
+  const entries = node.role === "master" ? node.entries : (t && t.tail) || [];
+  drawTail(el, entries, (t && t.held) || []);
 }
 
 function render(data) {
@@ -147,17 +149,35 @@ function render(data) {
   while (list.children.length > 200) list.lastElementChild.remove();
 }
 
+function showConn(cls, message) {
+  $("#conn").className = `conn ${cls}`.trim();
+  text($("#conn"), message);
+}
+
+// Three different failures, told apart: the master did not answer at all, it answered with
+// an error, or it answered and this script failed to draw it (a bug here, not the master's).
 async function poll() {
+  let data = null;
   try {
     const r = await fetch(`/cluster?after=${lastEvent}`, { cache: "no-store" });
-    if (!r.ok) throw new Error(`HTTP ${r.status}`);
-    render(await r.json());
-    lastUpdate = Date.now();
-    $("#conn").className = "conn";
-    text($("#conn"), `updated ${new Date().toLocaleTimeString([], { hour12: false })}`);
-  } catch (err) {
-    $("#conn").className = "conn lost";
-    text($("#conn"), `master not answering (${err.message})`);
+    if (!r.ok) {
+      const body = await r.json().catch(() => ({}));
+      showConn("lost", `master answered HTTP ${r.status}${body.error ? ": " + body.error : ""}`);
+    } else {
+      data = await r.json();
+    }
+  } catch (err) {                                   // network error or a cut-off body
+    showConn("lost", `master not answering (${err.message})`);
+  }
+  if (data) {
+    try {
+      render(data);
+      lastUpdate = Date.now();
+      showConn("", `updated ${new Date().toLocaleTimeString([], { hour12: false })}`);
+    } catch (err) {
+      console.error(err);
+      showConn("lost", `dashboard script error: ${err.message}`);
+    }
   }
   setTimeout(poll, POLL_MS);
 }
