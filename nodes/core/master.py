@@ -222,9 +222,10 @@ class MasterState:
             return None
         if not sec.calls:
             return sec.retry_at
-        if len(sec.calls) >= self.pipeline.window:
-            return None
-        return max(sec.retry_at, min(sec.calls.values()) + self.pipeline.after)
+        p = self.pipeline
+        if len(sec.calls) >= p.window or sec.next_seq - 1 - sec.acked >= p.max_messages:
+            return None                   # only an answer makes room
+        return max(sec.retry_at, min(sec.calls.values()) + p.after)
 
     def on_answer(self, name: str, incarnation: str, ack: int, now: float,
                   log_id: Any = SAME, epoch: Any = SAME, sent: int = 0,

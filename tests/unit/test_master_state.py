@@ -177,3 +177,56 @@ def test_new_address_ends_the_backoff():
     assert isinstance(sync, Sync) and sync.log_id == st.log_id
     st.on_answer("s1", "inst-s1-b", 0, now=1.02, log_id=st.log_id, epoch=st.epoch)
     assert st.next_batch("s1", now=1.02).messages == ["m"]
+
+
+def pipelined(window=4, after=0.002, max_batch=100):
+    from nodes.core.calls import Pipeline
+    st = make(max_batch=max_batch)
+    st.pipeline = Pipeline(window=window, after=after, max_messages=max_batch)
+    return st
+
+
+def test_a_second_call_goes_out_only_after_the_first_has_been_out_a_while():
+    st = pipelined()
+    st.append("a", 1, now=0.0)
+    first = st.next_batch("s1", now=0.0)
+    assert (first.first_seq, first.messages) == (1, ["a"])
+    st.append("b", 1, now=0.001)
+    assert st.next_batch("s1", now=0.001) is None          # the first may answer soon
+    assert st.wake_at("s1") == pytest.approx(0.002)
+    second = st.next_batch("s1", now=0.002)
+    assert (second.first_seq, second.messages) == (2, ["b"])
+    assert st.next_batch("s1", now=0.003) is None          # nothing new
+    st.on_answer("s1", "inst-s1", 2, now=0.004, call=second.call, how="replicate")
+    assert st.secondaries["s1"].acked == 2                 # answers in any order
+    st.on_answer("s1", "inst-s1", 1, now=0.005, call=first.call, how="replicate")
+    sec = st.secondaries["s1"]
+    assert sec.acked == 2 and not sec.calls and sec.sent_upto == 2
+
+
+def test_the_window_and_the_entries_out_are_bounded():
+    st = pipelined(window=2, max_batch=10)
+    for i in range(30):
+        st.append(f"m{i}", 1, now=0.0)
+    first = st.next_batch("s1", now=0.0)
+    assert len(first.messages) == 10
+    assert st.next_batch("s1", now=1.0) is None            # 10 out: the secondary's limit
+    assert st.wake_at("s1") is None                        # only an answer makes room
+    st.on_answer("s1", "inst-s1", 5, now=1.0)              # a heartbeat: it stored 5 so far
+    second = st.next_batch("s1", now=1.0)
+    assert (second.first_seq, len(second.messages)) == (11, 5)
+    assert st.next_batch("s1", now=2.0) is None and st.wake_at("s1") is None   # window full
+
+
+def test_a_failed_call_sends_again_from_the_ack():
+    st = pipelined()
+    for i in range(3):
+        st.append(f"m{i}", 1, now=0.0)
+    first = st.next_batch("s1", now=0.0)
+    st.append("m3", 1, now=0.01)
+    second = st.next_batch("s1", now=0.01)
+    assert second.first_seq == 4
+    st.on_failure("s1", now=0.02, rand=lambda: 0.0, call=first.call)
+    assert st.next_batch("s1", now=0.02) is None           # backing off
+    again = st.next_batch("s1", now=1.0)
+    assert (again.first_seq, again.messages) == (1, ["m0", "m1", "m2", "m3"])
