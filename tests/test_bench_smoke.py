@@ -206,3 +206,25 @@ def test_quick_benchmark_end_to_end(tmp_path, capsys):
     assert "Durability (every node --fsync always" in proc.stdout
     assert "not comparable to the target" in proc.stdout
 
+
+def test_a_registered_part_is_one_line(tmp_path, monkeypatch, capsys):
+    """bench/parts.py: a module with add_args, run and render, registered by one Part(...),
+    gets its flag, runs under --only, lands in the JSON under its name and prints after the
+    main table (no cluster: no core part is selected)."""
+    import types
+
+    from bench import parts, run
+
+    fake = types.ModuleType("bench_fake_part")
+    fake.add_args = lambda p: p.add_argument("--fake-count", type=int, default=1)
+    fake.run = lambda args, out: out.__setitem__("fake", {"count": args.fake_count,
+                                                          "workdir": str(args.workdir)})
+    fake.render = lambda d: f"fake part: {d['count']}"
+    monkeypatch.setitem(sys.modules, "bench_fake_part", fake)
+    monkeypatch.setattr(parts, "PARTS", (*parts.PARTS, parts.Part("fake", "bench_fake_part",
+                                                                     default=False)))
+    monkeypatch.setattr(parts, "ALL_PARTS", (*parts.ALL_PARTS, "fake"))
+    out = tmp_path / "bench.json"
+    assert run.main(["--only", "fake", "--fake-count", "7", "--no-chart", "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["fake"]["count"] == 7
+    assert "fake part: 7" in capsys.readouterr().out
