@@ -17,7 +17,8 @@ parts, and print in that order after the main table.
 
 A part module may import the shared modules (common, procs, cluster, driver, report,
 render) and case modules, but never bench.run or bench.parts: tests/unit/test_import_graph.py
-fails on the cycle that would make.
+fails on the cycle that would make. Every registered module is imported at start-up (for
+its flags) even when it does not run, so its module-level imports should stay light.
 """
 
 from __future__ import annotations
