@@ -56,7 +56,9 @@ def import_graph(root: Path, package: str) -> dict[str, dict[str, int]]:
     graph: dict[str, dict[str, int]] = {m: {} for m in files}
     for module, path in files.items():
         tree = ast.parse(path.read_text(), str(path))
-        for name, line in imported_names(tree, module, path.name == "__init__.py"):
+        # in line order: ast.walk visits a function's imports after the module's own
+        for name, line in sorted(imported_names(tree, module, path.name == "__init__.py"),
+                                 key=lambda name_line: name_line[1]):
             while name and name not in files:
                 name = name.rpartition(".")[0]
             if name and name != module:
@@ -142,7 +144,7 @@ def test_the_graph_sees_every_kind_of_import(tmp_path):
     (pkg / "sub").mkdir(parents=True)
     files = {
         "__init__.py": "from .a import thing\n",
-        "a.py": "def f():\n    from pkg.sub import c\n",
+        "a.py": "def f():\n    from pkg.sub import c\nimport pkg.sub.c\n",   # the first line counts
         "b.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import pkg.a\n",
         "sub/__init__.py": "",
         "sub/c.py": "from .. import b\nfrom . import d\nfrom pkg import a_name\n",
