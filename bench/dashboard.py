@@ -30,6 +30,11 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from .cluster import Cluster
+from .common import log
+from .load import load_case
+from .procs import Profiler, cpu_seconds, proc_pid
+
 TARGET = 0.97
 POLL_S = 0.5        # nodes/dashboard/static/app.js POLL_MS
 SCRAPE_S = 1.0
@@ -99,8 +104,6 @@ def watcher(variant: str, cluster) -> Poller | None:
 
 
 def dashboard_part(args, workdir: Path, master_flags: dict, secondary_flags: dict) -> dict:
-    from bench.run import Cluster, Profiler, load_case, log
-
     rounds = 1 if args.quick else 3
     runs: dict[str, list[dict]] = {v: [] for v in VARIANTS}
     polls: dict[str, int] = {v: 0 for v in VARIANTS}
@@ -154,7 +157,6 @@ def dashboard_part(args, workdir: Path, master_flags: dict, secondary_flags: dic
 
 def watch_cost(cluster, log, seconds: float) -> dict:
     """Cores the master and both secondaries use over `seconds`: idle, watched, scraped."""
-    from bench.run import cpu_seconds, proc_pid
     pids = [proc_pid(cluster.master)] + [proc_pid(p) for p in cluster.secondaries.values()]
 
     def cores(variant: str) -> dict:
@@ -189,6 +191,11 @@ def watch_cost(cluster, log, seconds: float) -> dict:
     for v in VARIANTS:
         out[v]["cores_over_idle"] = round(max(0.0, out[v]["cores"] - out["plain"]["cores"]), 5)
     return out
+
+
+def run(args, out: dict) -> None:
+    """The part's entry point (bench/parts.py)."""
+    out["dashboard"] = dashboard_part(args, args.workdir, args.master_flags, args.secondary_flags)
 
 
 def render(d: dict) -> str:

@@ -10,20 +10,20 @@
    messages the master sent it;
 3. reads: with N stored, one client reads GET /messages (the whole list) again and again
    while another appends with w=1: the writer's latency with and without the reader.
+
+This module runs 1 and judges all three; 2 and 3 are in bench/durable_stored.py, the
+cluster they share and --pin-master's CPU placement in bench/durable_cluster.py.
 """
 from __future__ import annotations
 
-import http.client
-import json
 import os
 import statistics
-import subprocess
-import sys
-import threading
-import time
 from pathlib import Path
 
-from .run import SECONDARIES, fill, http_json, log, poll, run_loadgen
+from .common import SECONDARIES, log
+from .driver import run_loadgen
+from .durable_cluster import DurablePartCluster, pin_cluster, split_cpus
+from .durable_stored import reads_part, recovery_part
 
 TARGET_DURABLE_VS_MEMORY = 0.85
 TARGET_DURABLE_P99 = 1.5
@@ -32,92 +32,13 @@ TARGET_SECONDARY_CATCHUP_S = 1.0
 TARGET_DISK_FACTOR = 1.3
 
 
-class _Cluster:
-    """Name server, master and two secondaries; durable ones keep data in workdir/NAME."""
-
-    def __init__(self, workdir: Path, durable: bool, flags: dict | None = None) -> None:
-        from nodes.launcher import LocalCluster
-
-        self.workdir = workdir
-        self.durable = durable
-        self.lc = LocalCluster(workdir)
-        self.lc.start_nameserver()
-        self.secs = {n: self.lc.start_secondary(n, **self._data(n)) for n in SECONDARIES}
-        self.master = self.lc.start_master(list(SECONDARIES), **self._data("master"),
-                                           **(flags or {}))
-
-    def _data(self, name: str) -> dict:
-        return {"data_dir": self.workdir / name, "fsync": "always"} if self.durable else {}
-
-    def health(self, url: str | None = None) -> dict:
-        return http_json((url or self.master.url) + "/health")[1]
-
-    def drained(self, names=SECONDARIES, timeout: float = 120.0) -> dict:
-        def ok():
-            h = self.health()
-            return h if all(h["secondaries"][n]["acked_seq"] >= h["last_seq"] for n in names) \
-                else None
-        return poll(ok, timeout, 0.05, "replication to drain")
-
-    def pids(self) -> dict:
-        return {"master": self.master.pid, **{n: p.pid for n, p in self.secs.items()}}
-
-    def disk_bytes(self, name: str) -> int:
-        return sum(p.stat().st_size for p in (self.workdir / name / "segments").glob("*.log"))
-
-    def master_uri(self) -> str:
-        import Pyro5.api
-        with Pyro5.api.locate_ns("127.0.0.1", self.lc.ns_port) as ns:
-            return str(ns.lookup("replog.master"))
-
-    def proxy(self):
-        import Pyro5.api
-        p = Pyro5.api.Proxy(self.master_uri())
-        p._pyroTimeout = 300
-        p._pyroSerializer = "marshal"
-        return p
-
-    def close(self) -> None:
-        self.lc.close()
-
-
-def split_cpus(cpus: set[int]) -> tuple[set[int], set[int]]:
-    """--pin-master: (the master's CPU, everyone else's): the lowest CPU alone."""
-    if len(cpus) < 2:
-        raise SystemExit(f"--pin-master needs at least 2 CPUs; this process may use {sorted(cpus)}")
-    first = min(cpus)
-    return {first}, cpus - {first}
-
-
-def _pin(procs: list, cpus: set[int]) -> None:
-    """Every thread of these psutil processes on cpus."""
-    for proc in procs:
-        for thread in proc.threads():
-            os.sched_setaffinity(thread.id, cpus)
-
-
-def _pin_cluster(c: "_Cluster", master_cpus: set[int], other_cpus: set[int]) -> None:
-    """The master's own threads on master_cpus; its fsync helper and every other node
-    process (with their children) on other_cpus."""
-    import psutil
-
-    master = psutil.Process(c.master.pid)
-    _pin([master], master_cpus)
-    others = master.children(recursive=True)
-    for name, proc in c.lc.procs.items():
-        if name != "master":
-            p = psutil.Process(proc.pid)
-            others += [p, *p.children(recursive=True)]
-    _pin(others, other_cpus)
-
-
 def load_part(args, workdir: Path) -> dict:
     """Each round runs w=1 and w=3 on both clusters, memory first; a ratio compares the sums
     over the rounds (on a noisy machine one pair of cases can be off by 20%), and each
     round's own ratio is kept to show the spread. With --pin-master the master runs alone
     on one CPU and everything else, the load generator included, on the others."""
-    clusters = {"memory": _Cluster(workdir / "mem", False),
-                "durable": _Cluster(workdir / "dur", True)}
+    clusters = {"memory": DurablePartCluster(workdir / "mem", False),
+                "durable": DurablePartCluster(workdir / "dur", True)}
     runs: dict[str, list[dict]] = {}
     pinned = None
     mine = os.sched_getaffinity(0)
@@ -125,7 +46,7 @@ def load_part(args, workdir: Path) -> dict:
         if getattr(args, "pin_master", False):
             master_cpus, other_cpus = split_cpus(mine)
             for c in clusters.values():
-                _pin_cluster(c, master_cpus, other_cpus)
+                pin_cluster(c, master_cpus, other_cpus)
             pinned = {"master": sorted(master_cpus), "others": sorted(other_cpus)}
             log(f"durable: the masters on CPU {pinned['master']}, all else on {pinned['others']}")
         for r in range(args.durable_rounds):
@@ -179,119 +100,16 @@ def _merged(results: list[dict]) -> dict:
             "rounds": [round(r["appends_per_s"], 1) for r in results]}
 
 
-def _first_answer(url: str, timeout: float = 60.0) -> float:
-    def ok():
-        try:
-            return http_json(url + "/health", timeout=1.0)[0] == 200
-        except OSError:
-            return False
-    poll(ok, timeout, 0.005, url)
-    return time.perf_counter()
-
-
-def recovery_part(args, workdir: Path) -> dict:
-    n, missed = args.stored, 1_000
-    c = _Cluster(workdir / "recovery", True)
-    try:
-        log(f"durable: filling {n:,} messages of {args.size} B (append_many, w=3)")
-        fill_s = fill(c.proxy(), n, args.size, args.batch, 3, "r")
-        c.drained()
-        # the master: kill -9, start, first HTTP answer
-        c.master.kill()
-        t0 = time.perf_counter()
-        c.master.start()
-        master_start = _first_answer(c.master.url) - t0
-        assert c.health()["last_seq"] == n
-        c.drained()
-        # a secondary that misses the last `missed`
-        s2 = c.secs["s2"]
-        s2.kill()
-        fill(c.proxy(), missed, args.size, missed, 2, "t")
-        t0 = time.perf_counter()
-        s2.start()
-        answered = _first_answer(s2.url)
-        poll(lambda: http_json(s2.url + "/health")[1]["messages"] >= n + missed, 60, 0.002,
-             "s2 caught up")
-        caught = time.perf_counter()
-        poll(lambda: c.health()["secondaries"]["s2"]["acked_seq"] >= n + missed, 30, 0.01,
-             "the master to see s2's ack")
-        sent = c.health()["secondaries"]["s2"]["sent"]
-        return {"stored": n, "fill_s": round(fill_s, 2),
-                "master_start_to_http_s": round(master_start, 3),
-                "secondary_start_to_http_s": round(answered - t0, 3),
-                "secondary_answer_to_caught_up_s": round(caught - answered, 3),
-                "secondary_missed": missed, "secondary_sent": sent}
-    finally:
-        c.close()
-
-
-def _latencies(url: str, seconds: float, stop_reader: threading.Event | None = None) -> list:
-    u = url.split("//", 1)[1]
-    host, port = u.split(":")[0], int(u.split(":")[1].split("/")[0])
-    conn = http.client.HTTPConnection(host, port, timeout=30)
-    body = json.dumps({"message": "x" * 100, "w": 1})
-    out = []
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        t = time.perf_counter()
-        conn.request("POST", "/messages", body, {"Content-Type": "application/json"})
-        r = conn.getresponse()
-        r.read()
-        out.append((time.perf_counter() - t) * 1000)
-    conn.close()
-    return out
-
-
-def _summary(ms: list) -> dict:
-    s = sorted(ms)
-    return {"count": len(s), "p50": round(statistics.median(s), 2),
-            "p99": round(s[int(len(s) * 0.99) - 1], 2), "max": round(s[-1], 2)}
-
-
-_READER = """
-import json, signal, sys, time, urllib.request
-signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
-url, n = sys.argv[1], int(sys.argv[2])
-try:
-    while True:
-        t = time.perf_counter()
-        body = json.loads(urllib.request.urlopen(url, timeout=60).read())
-        assert len(body["messages"]) >= n
-        print(round(time.perf_counter() - t, 3), flush=True)
-except SystemExit:
-    pass
-"""
-
-
-def reads_part(args, workdir: Path) -> dict:
-    n = args.stored
-    c = _Cluster(workdir / "reads", False)
-    try:
-        log(f"durable: reads with {n:,} stored")
-        fill(c.proxy(), n, args.size, args.batch, 3, "g")
-        c.drained()
-        quiet = _latencies(c.master.url, 3.0)
-        # the reader is another process: in this one its JSON decoding would hold the GIL
-        # and stall the measuring writer, which is not what a server's writers see
-        reader = subprocess.Popen([sys.executable, "-c", _READER, c.master.url + "/messages",
-                                   str(n)], stdout=subprocess.PIPE, text=True)
-        time.sleep(0.5)            # let the first read start
-        busy = _latencies(c.master.url, 6.0)
-        reader.terminate()
-        out = reader.communicate(timeout=60)[0].split()
-        reads = [float(x) for x in out]
-        return {"stored": n, "writer_alone_ms": _summary(quiet), "writer_with_reader_ms":
-                _summary(busy), "full_reads": len(reads),
-                "full_read_s": round(statistics.median(reads), 2) if reads else None}
-    finally:
-        c.close()
-
-
-def run(args, workdir: Path) -> dict:
+def measure(args, workdir: Path) -> dict:
     out = {"load": load_part(args, workdir), "recovery": recovery_part(args, workdir),
            "reads": reads_part(args, workdir)}
     out["targets"] = targets(out)
     return out
+
+
+def run(args, out: dict) -> None:
+    """The part's entry point (bench/parts.py); its flags are in bench/run.py's parser."""
+    out["durable"] = measure(args, args.workdir)
 
 
 def targets(d: dict) -> list[dict]:

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .run import Cluster, catchup_case, log, run_loadgen
+from .catchup import catchup_case
+from .cluster import Cluster
+from .common import log
+from .driver import run_loadgen
 
 TARGET_TLS_VS_PLAIN = 0.80
 
@@ -54,8 +57,15 @@ def load_part(args, workdir: Path, master_flags: dict, secondary_flags: dict) ->
             "ratio": round(sums["tls"] / sums["plain"], 3) if sums["plain"] else None}
 
 
-def run(args, workdir: Path, master_flags: dict, secondary_flags: dict,
-        plain_catchup: dict | None = None) -> dict:
+def run(args, out: dict) -> None:
+    """The part's entry point (bench/parts.py): beside the catchup part's plain figure when
+    that part ran."""
+    out["tls"] = measure(args, args.workdir, args.master_flags, args.secondary_flags,
+                         out.get("catchup"))
+
+
+def measure(args, workdir: Path, master_flags: dict, secondary_flags: dict,
+            plain_catchup: dict | None = None) -> dict:
     from nodes import tls
     out = {"load": load_part(args, workdir, master_flags, secondary_flags)}
     if plain_catchup is None:

@@ -49,14 +49,14 @@ def _synthetic_report() -> dict:
 
 
 def test_report_renders_without_a_cluster(tmp_path):
-    from bench import run
+    from bench import render, report as rep
 
     report = _synthetic_report()
-    report["ratios"] = run.compute_ratios(report["cases"])
-    report["targets"] = run.compute_targets(report["ratios"], report["catchup"], report["memory"], 100)
+    report["ratios"] = rep.compute_ratios(report["cases"])
+    report["targets"] = rep.compute_targets(report["ratios"], report["catchup"], report["memory"], 100)
     assert {t["target"] for t in report["targets"]} == TARGETS
     assert report["ratios"]["http-w3"]["throughput_vs_w1"] == pytest.approx(1002 / 1000, abs=1e-3)
-    text = run.render_table(report)
+    text = render.render_table(report)
     for name in LOAD_CASES | CEILINGS:
         assert name in text
     assert "targets:" in text
@@ -68,17 +68,17 @@ def test_report_renders_without_a_cluster(tmp_path):
         import matplotlib  # noqa: F401
     except ImportError:
         return
-    png = run.draw_chart(report, tmp_path / "chart.png")
+    png = render.draw_chart(report, tmp_path / "chart.png")
     assert png and Path(png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_sized_targets_judged_at_full_size():
-    from bench import run
+    from bench import report as rep
 
     report = _synthetic_report()
-    report["catchup"]["messages"] = run.TARGET_CATCHUP_MESSAGES
-    report["memory"]["messages"] = run.TARGET_MEMORY_MESSAGES
-    targets = {t["target"]: t for t in run.compute_targets({}, report["catchup"], report["memory"], 100)}
+    report["catchup"]["messages"] = rep.TARGET_CATCHUP_MESSAGES
+    report["memory"]["messages"] = rep.TARGET_MEMORY_MESSAGES
+    targets = {t["target"]: t for t in rep.compute_targets({}, report["catchup"], report["memory"], 100)}
     assert targets["catchup_rate"]["met"] is False      # 100 msg/s
     assert targets["memory_master"]["met"] is True      # 150 B <= 250 B
     assert all(targets[n]["comparable"] for n in SIZED_TARGETS)
@@ -137,7 +137,7 @@ def test_pin_master_splits_the_cpus_and_marks_the_ratio_targets_not_comparable()
 
 
 def test_sched_counters_read_this_process():
-    from bench.run import sched_counters
+    from bench.procs import sched_counters
 
     waited, preempted = sched_counters(os.getpid())
     assert waited >= 0 and isinstance(waited, float) and preempted >= 0
@@ -205,3 +205,26 @@ def test_quick_benchmark_end_to_end(tmp_path, capsys):
     assert rec["secondary_missed"] <= rec["secondary_sent"] < rec["stored"], rec  # the tail
     assert "Durability (every node --fsync always" in proc.stdout
     assert "not comparable to the target" in proc.stdout
+
+
+def test_a_registered_part_is_one_line(tmp_path, monkeypatch, capsys):
+    """bench/parts.py: a module with add_args, run and render, registered by one Part(...),
+    gets its flag, runs under --only, lands in the JSON under its name and prints after the
+    main table (no cluster: no core part is selected)."""
+    import types
+
+    from bench import parts, run
+
+    fake = types.ModuleType("bench_fake_part")
+    fake.add_args = lambda p: p.add_argument("--fake-count", type=int, default=1)
+    fake.run = lambda args, out: out.__setitem__("fake", {"count": args.fake_count,
+                                                          "workdir": str(args.workdir)})
+    fake.render = lambda d: f"fake part: {d['count']}"
+    monkeypatch.setitem(sys.modules, "bench_fake_part", fake)
+    monkeypatch.setattr(parts, "PARTS", (*parts.PARTS, parts.Part("fake", "bench_fake_part",
+                                                                     default=False)))
+    monkeypatch.setattr(parts, "ALL_PARTS", (*parts.ALL_PARTS, "fake"))
+    out = tmp_path / "bench.json"
+    assert run.main(["--only", "fake", "--fake-count", "7", "--no-chart", "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["fake"]["count"] == 7
+    assert "fake part: 7" in capsys.readouterr().out
