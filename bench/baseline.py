@@ -32,6 +32,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from .run import REPO, Profiler, catchup_case, git_commit, load_case, log, parse_flags
+from .shell import reap_nodes
 
 # main when the shell issue's "before" figures were taken
 DEFAULT_BASELINE = "5b74b8d"
@@ -240,10 +241,13 @@ def run(args, out: dict) -> None:
             res["imports_from"] = {"baseline": check_imports_from(base_root),
                                    "current": check_imports_from(REPO)}
             roots = {"baseline": base_root, "current": REPO}
-            for r, tree in schedule(a.rounds):
-                log(f"baseline: round {r + 1}/{a.rounds}, {tree}")
-                res["order"].append(tree)
-                res["runs"][tree].append(measure(roots[tree], a, workdir / f"{tree}-{r}"))
+            try:
+                for r, tree in schedule(a.rounds):
+                    log(f"baseline: round {r + 1}/{a.rounds}, {tree}")
+                    res["order"].append(tree)
+                    res["runs"][tree].append(measure(roots[tree], a, workdir / f"{tree}-{r}"))
+            finally:
+                reap_nodes()      # before the worktree they run in goes
     finally:
         if getattr(args, "keep_workdir", False):
             log(f"baseline: cluster logs kept in {workdir}")

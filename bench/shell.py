@@ -21,6 +21,7 @@ import json
 import math
 import multiprocessing as mp
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -145,6 +146,28 @@ def start_cluster(workdir: Path) -> Cluster:
             c.close()
         raise
     return c
+
+
+def reap_nodes() -> list[int]:
+    """Kill -9, by pid, the node processes this process started and left running: an
+    interrupt (Ctrl-C, SIGTERM) inside bench.run.Cluster.__init__, e.g. in a catch-up trial,
+    leaves the nodes started so far with nobody to close them. Only our own descendants
+    that run `-m nodes.*` or `-m nameserver`; returns their pids."""
+    import psutil
+
+    killed = []
+    for p in psutil.Process().children(recursive=True):
+        try:
+            cmd = p.cmdline()
+            module = cmd[cmd.index("-m") + 1] if "-m" in cmd[:-1] else ""
+            if module.split(".")[0] in ("nodes", "nameserver"):
+                p.kill()
+                killed.append(p.pid)
+        except (psutil.Error, ValueError):
+            continue
+    if killed:
+        log(f"killed node processes left running: {killed}")
+    return killed
 
 
 def set_delay(url: str, seconds: float) -> None:
@@ -447,6 +470,7 @@ def run(args, out: dict) -> None:
         if "waits" in s["cases"]:
             res["waits"] = waits_case(s, workdir)
     finally:
+        reap_nodes()
         if getattr(args, "keep_workdir", False):
             log(f"shell: cluster logs kept in {workdir}")
         else:
@@ -511,6 +535,8 @@ def main(argv=None) -> int:
     p.add_argument("--keep-workdir", action="store_true", help="keep the clusters' logs")
     add_args(p)
     args = p.parse_args(argv)
+    # a plain kill must still stop the clusters: run the finally blocks
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     t0 = time.perf_counter()
     from .run import REPO, git_commit
     out: dict = {"meta": {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
