@@ -102,6 +102,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         "at least the 0.05 s timeout, so the rate is at most clients / 0.05")
     g.add_argument("--shell-wait-procs", type=int, default=2,
                    help="waits case: client processes the clients are spread over (2)")
+    g.add_argument("--shell-ref", default=None, metavar="REF",
+                   help="measure the nodes of a git ref (a temporary worktree, as "
+                        "bench.baseline does) instead of this tree's: main's before/after")
     g.add_argument("--shell-cases", default="slow,reset,waits",
                    help="comma list of the shell cases to run (slow,reset,waits)")
 
@@ -129,6 +132,7 @@ def settings(args) -> dict:
         "waits": pick("shell_waits", 100_000, 2_000),
         "wait_clients": pick("shell_wait_clients", 128, 128),
         "wait_procs": max(1, pick("shell_wait_procs", 2, 2)),
+        "ref": getattr(args, "shell_ref", None),
     }
 
 
@@ -138,9 +142,16 @@ def settings(args) -> dict:
 def start_cluster(workdir: Path) -> Cluster:
     """bench.run.Cluster, but closed again if it fails to come up: its __init__ has started
     processes before wait_healthy can raise, and the caller never gets the object."""
+    import nodes.launcher as launcher
+    from .baseline import node_cwd
+
     c = Cluster.__new__(Cluster)
     try:
         c.__init__(workdir, {}, {})
+        # with --shell-ref the nodes must run in the ref's worktree, not in this tree
+        cwd = node_cwd(c.pids().get("master"))
+        if cwd is None or Path(cwd).resolve() != Path(launcher.ROOT).resolve():
+            raise RuntimeError(f"the master runs in {cwd}, not in {launcher.ROOT}")
     except BaseException:
         if hasattr(c, "lc"):
             c.close()
@@ -463,12 +474,19 @@ def run(args, out: dict) -> None:
     res: dict = {"params": s}
     out["shell"] = res
     try:
-        if "slow" in s["cases"]:
-            res["slow"] = slow_case(s, workdir)
-        if "reset" in s["cases"]:
-            res["reset"] = reset_case(s, workdir)
-        if "waits" in s["cases"]:
-            res["waits"] = waits_case(s, workdir)
+        if s["ref"]:
+            # late import: bench.baseline imports this module
+            from .baseline import check_imports_from, rooted_at, worktree
+            with worktree(s["ref"]) as (root, sha):
+                res["nodes_from"] = {"ref": s["ref"], "sha": sha,
+                                     "imports": check_imports_from(root)}
+                try:
+                    with rooted_at(root):
+                        _cases(s, workdir, res)
+                finally:
+                    reap_nodes()      # before the worktree they run in goes
+        else:
+            _cases(s, workdir, res)
     finally:
         reap_nodes()
         if getattr(args, "keep_workdir", False):
@@ -478,12 +496,23 @@ def run(args, out: dict) -> None:
     print(render(res))
 
 
+def _cases(s: dict, workdir: Path, res: dict) -> None:
+    if "slow" in s["cases"]:
+        res["slow"] = slow_case(s, workdir)
+    if "reset" in s["cases"]:
+        res["reset"] = reset_case(s, workdir)
+    if "waits" in s["cases"]:
+        res["waits"] = waits_case(s, workdir)
+
+
 def _s(x, nd=3) -> str:
     return "-" if x is None else f"{x:.{nd}f}"
 
 
 def render(res: dict) -> str:
-    lines = ["", "replication shell (slow, stalled and missing secondaries)"]
+    where = res.get("nodes_from")
+    lines = ["", "replication shell (slow, stalled and missing secondaries)"
+             + (f", nodes of {where['ref']} ({where['sha'][:10]})" if where else "")]
     slow = res.get("slow")
     if slow:
         first = next(iter(slow.values()))
