@@ -31,8 +31,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 
-from .run import REPO, Profiler, catchup_case, git_commit, load_case, log, parse_flags
-from .shell import reap_nodes
+from .catchup import catchup_case
+from .common import REPO, log, parse_flags
+from .load import load_case
+from .procs import Profiler
+from .report import git_commit
+from .trees import check_imports_from, node_cwd, reap_nodes, rooted_at, worktree  # noqa: F401
 
 # main when the shell issue's "before" figures were taken
 DEFAULT_BASELINE = "5b74b8d"
@@ -100,72 +104,9 @@ def figures(load: dict[int, dict], catchup: dict | None) -> dict:
 # --------------------------------------------------------------------------- trees
 
 
-def git(*argv: str, check: bool = True) -> str:
-    out = subprocess.run(["git", *argv], cwd=REPO, capture_output=True, text=True, timeout=120)
-    if check and out.returncode != 0:
-        raise RuntimeError(f"git {' '.join(argv)}: {out.stderr.strip()}")
-    return out.stdout.strip()
-
-
-@contextmanager
-def worktree(ref: str):
-    """A detached worktree of ref in a temporary directory; removed on the way out."""
-    sha = git("rev-parse", "--verify", f"{ref}^{{commit}}")
-    path = Path(tempfile.mkdtemp(prefix="replog-baseline-"))
-    added = False
-    try:
-        git("worktree", "add", "--detach", str(path), sha)
-        added = True
-        yield path, sha
-    finally:
-        if added:
-            git("worktree", "remove", "--force", str(path), check=False)
-        shutil.rmtree(path, ignore_errors=True)
-        git("worktree", "prune", check=False)     # whatever a failed remove left registered
-        log(f"baseline: worktree {path} removed")
-
-
-def check_imports_from(root: Path) -> str:
-    """Where a node started in root imports the nodes package from (it must be root): the
-    editable install of this tree must not win over the working directory."""
-    out = subprocess.run([sys.executable, "-c", "import nodes; print(nodes.__file__)"],
-                         cwd=root, capture_output=True, text=True, timeout=60)
-    where = out.stdout.strip()
-    if out.returncode != 0 or not Path(where).resolve().is_relative_to(root.resolve()):
-        raise RuntimeError(f"a node started in {root} imports nodes from {where!r} "
-                           f"{out.stderr[-500:]}")
-    return where
-
-
-@contextmanager
-def rooted_at(root: Path):
-    """Start LocalCluster's nodes with their working directory at root (bench.run's Cluster
-    and cases build their LocalCluster themselves, and its processes start in
-    nodes.launcher.ROOT, read at every start and restart)."""
-    import nodes.launcher as launcher
-
-    if not hasattr(launcher, "ROOT"):
-        raise RuntimeError("nodes.launcher.ROOT is gone: cannot start the baseline's nodes")
-    old = launcher.ROOT
-    launcher.ROOT = root
-    try:
-        yield
-    finally:
-        launcher.ROOT = old
-
-
-def node_cwd(pid: int | None) -> str | None:
-    import psutil
-
-    try:
-        return psutil.Process(pid).cwd() if pid else None
-    except psutil.Error:
-        return None
-
-
 def measure(root: Path, args, workdir: Path) -> dict:
     """One round of one tree: HTTP w=1 and w=3 on one cluster, then one catch-up trial."""
-    from .run import Cluster
+    from .cluster import Cluster
 
     mflags = parse_flags(getattr(args, "master_flag", []))
     sflags = parse_flags(getattr(args, "secondary_flag", []))

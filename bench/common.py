@@ -56,3 +56,19 @@ def fmt_num(x, nd=0) -> str:
     if isinstance(x, float) and x != x:  # NaN
         return "-"
     return f"{x:,.{nd}f}"
+
+
+def parse_flags(items: list[str]) -> dict:
+    """--master-flag / --secondary-flag values (name=value) as keyword arguments."""
+    out = {}
+    for item in items or []:
+        k, _, v = item.partition("=")
+        k = k.strip().lstrip("-").replace("-", "_")
+        try:
+            out[k] = int(v)
+        except ValueError:
+            try:
+                out[k] = float(v)
+            except ValueError:
+                out[k] = v
+    return out

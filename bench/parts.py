@@ -46,6 +46,8 @@ PARTS = (
     Part("durable", "bench.durable"),
     Part("dashboard", "bench.dashboard"),
     Part("tls", "bench.tls"),
+    Part("shell", "bench.shell", default=False),        # the master's shell (issue 18's figures)
+    Part("baseline", "bench.baseline", default=False),  # this tree against --baseline REF
 )
 
 # diagnostics last: it is never a default, and --help lists the parts in this order

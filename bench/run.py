@@ -32,7 +32,7 @@ from pathlib import Path
 from . import parts
 from .catchup import catchup_case
 from .cluster import Cluster
-from .common import REPO, log
+from .common import REPO, log, parse_flags
 from .load import ceiling_case, load_case
 from .memory import memory_case
 from .procs import Profiler
@@ -40,19 +40,6 @@ from .render import draw_chart, render_table
 from .report import finish, json_path, new_report, write_json
 
 
-def parse_flags(items: list[str]) -> dict:
-    out = {}
-    for item in items or []:
-        k, _, v = item.partition("=")
-        k = k.strip().lstrip("-").replace("-", "_")
-        try:
-            out[k] = int(v)
-        except ValueError:
-            try:
-                out[k] = float(v)
-            except ValueError:
-                out[k] = v
-    return out
 
 
 def parse_args(argv=None):

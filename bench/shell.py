@@ -35,7 +35,10 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .run import Cluster, http_json, log, rss_bytes
+from .cluster import Cluster
+from .common import http_json, log
+from .procs import rss_bytes
+from .trees import node_cwd, reap_nodes
 
 # the figures of the issue: today's p50 is about 1.88 s, the fix targets <= 1.1 s
 SLOW_DELAY_S = 1.0
@@ -148,8 +151,7 @@ def settings(args) -> dict:
 def start_cluster(workdir: Path) -> Cluster:
     """bench.run.Cluster, but closed again if it fails to come up: its __init__ has started
     processes before wait_healthy can raise, and the caller never gets the object."""
-    import nodes.launcher as launcher
-    from .baseline import node_cwd
+    import nodes.launcher.procs as launcher
 
     c = Cluster.__new__(Cluster)
     try:
@@ -163,28 +165,6 @@ def start_cluster(workdir: Path) -> Cluster:
             c.close()
         raise
     return c
-
-
-def reap_nodes() -> list[int]:
-    """Kill -9, by pid, the node processes this process started and left running: an
-    interrupt (Ctrl-C, SIGTERM) inside bench.run.Cluster.__init__, e.g. in a catch-up trial,
-    leaves the nodes started so far with nobody to close them. Only our own descendants
-    that run `-m nodes.*` or `-m nameserver`; returns their pids."""
-    import psutil
-
-    killed = []
-    for p in psutil.Process().children(recursive=True):
-        try:
-            cmd = p.cmdline()
-            module = cmd[cmd.index("-m") + 1] if "-m" in cmd[:-1] else ""
-            if module.split(".")[0] in ("nodes", "nameserver"):
-                p.kill()
-                killed.append(p.pid)
-        except (psutil.Error, ValueError):
-            continue
-    if killed:
-        log(f"killed node processes left running: {killed}")
-    return killed
 
 
 def set_delay(url: str, seconds: float) -> None:
@@ -482,7 +462,7 @@ def run(args, out: dict) -> None:
     try:
         if s["ref"]:
             # late import: bench.baseline imports this module
-            from .baseline import check_imports_from, rooted_at, worktree
+            from .trees import check_imports_from, rooted_at, worktree
             with worktree(s["ref"]) as (root, sha):
                 res["nodes_from"] = {"ref": s["ref"], "sha": sha,
                                      "imports": check_imports_from(root)}
@@ -573,7 +553,8 @@ def main(argv=None) -> int:
     # a plain kill must still stop the clusters: run the finally blocks
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     t0 = time.perf_counter()
-    from .run import REPO, git_commit
+    from .common import REPO
+    from .report import git_commit
     out: dict = {"meta": {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                           "commit": git_commit(), "python": sys.executable}}
     run(args, out)
