@@ -11,6 +11,7 @@ from typing import Callable
 
 from loguru import logger
 
+from ..names import SECONDARY_PREFIX
 from .shell import Shell
 
 
@@ -73,7 +74,8 @@ class Membership:
         with shell.lock:
             self._vetted[name] = (uri, why)
         if why:
-            logger.warning("ignored the registration of secondary {} at {}: {}", name, uri, why)
+            logger.warning("ignored the registration of {}{} at {}: {}", SECONDARY_PREFIX, name,
+                           uri, why)
         return why == ""
 
     def forget_departed(self, registered: dict[str, str]) -> None:
