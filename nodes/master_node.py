@@ -16,6 +16,7 @@ from loguru import logger
 from . import logs, rpc
 from .config import Parser, add_common, add_storage, comma_list
 from .core.health import HealthPolicy
+from .core.calls import Pipeline
 from .core.concern import WriteConcernTimeout
 from .core.master import ReadOnly
 from .core.progress import Backoff
@@ -93,6 +94,11 @@ def parser() -> Parser:
     p.flag("--discovery-interval", type=float, default=1.0,
            help="seconds between looks at the name server for secondaries")
     p.flag("--max-batch", type=int, default=10_000, help="most messages in one replicate call")
+    p.flag("--max-in-flight", type=int, default=8,
+           help="most replicate calls out to one secondary at once (pipelining; 1: none)")
+    p.flag("--pipeline-after", type=float, default=2.0,
+           help="milliseconds the oldest call to a secondary must have been out before a "
+                "further one goes (a fast secondary answers first and gets large batches)")
     p.flag("--startup-wait", type=float, default=2.0,
            help="at start, seconds to wait for every known secondary to say what it holds "
                 "before serving (a master with no log on disk then still waits for a quorum)")
@@ -114,6 +120,8 @@ def main(argv: list[str] | None = None) -> None:
         policy = HealthPolicy(args.suspect_after, args.unhealthy_after)
     except ValueError as e:
         p.error(str(e))
+    if args.max_in_flight < 1 or args.pipeline_after < 0:
+        p.error("--max-in-flight must be at least 1 and --pipeline-after at least 0")
     logs.setup("master", args.log_level)
     log_config(args)
     configure_rpc(args, rpc.MASTER_NAME)
@@ -122,7 +130,9 @@ def main(argv: list[str] | None = None) -> None:
                     Timing(args.rpc_timeout, args.heartbeat_interval, args.heartbeat_timeout,
                            args.discovery_interval, args.startup_wait),
                     PyroTransport(locate_ns_factory(args)), max_batch=args.max_batch, store=store,
-                    new_log=args.new_log, max_keys=args.max_keys)
+                    new_log=args.new_log, max_keys=args.max_keys,
+                    pipeline=Pipeline(args.max_in_flight, args.pipeline_after / 1000,
+                                      args.max_batch))
     def start() -> None:   # once the ports are bound and no live master holds the name
         try:
             master.start()
