@@ -146,10 +146,16 @@ class Secondary:
     def read(self, log_id: str, first_seq: int, limit: int) -> list[str]:
         """Entries first_seq.. (at most limit) of the gap-free prefix, for a master that
         recovers its log from this secondary."""
+        # Checked, not trusted: a first_seq of 0 or less made a negative slice, which read
+        # from the end of the log.
+        if isinstance(first_seq, bool) or not isinstance(first_seq, int) or first_seq < 1:
+            raise ValueError(f"first_seq must be an integer from 1 on, got {first_seq!r}")
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+            raise ValueError(f"limit must be an integer from 0 on, got {limit!r}")
         with self.lock:
             if log_id != self.log.log_id:
                 raise ValueError(f"this replica holds log {self.log.log_id}, not {log_id}")
-            return self.log.snapshot()[first_seq - 1:first_seq - 1 + max(0, min(limit, 100_000))]
+            return self.log.snapshot()[first_seq - 1:first_seq - 1 + min(limit, 100_000)]
 
     def history(self) -> dict:
         with self.lock:
