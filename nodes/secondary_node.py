@@ -25,6 +25,7 @@ from .core.log import Refused, ReplicaLog
 from .core.validate import BadRequest, check_messages
 from .metrics import SecondaryStats
 from .secondary_api import SecondaryAPI
+from .secondary_faults import Faults
 from .serve import configure_rpc, log_config, run_node
 from .storage.store import CorruptLog, DataDirError, Store
 from .web import secondary_app
@@ -46,26 +47,31 @@ class Secondary:
 
     def __init__(self, name: str, delay: float = 0.0, error_rate: float = 0.0,
                  rand: Callable[[], float] = random.random,
-                 sleep: Callable[[float], None] = time.sleep, store: Store | None = None,
+                 clock: Callable[[], float] = time.monotonic, store: Store | None = None,
                  max_ahead: int = 10_000, allow_faults: bool = False) -> None:
         self.name = name
         self.allow_faults = allow_faults   # POST /faults and set_faults() only when True
         self.stats = SecondaryStats()      # read by GET /metrics (nodes/metrics.py)
         self.instance = uuid.uuid4().hex   # each process is a new incarnation
-        self.delay = delay
-        self.error_rate = error_rate
+        self.faults = Faults(delay, error_rate, clock, rand)
         self.log = ReplicaLog(max_ahead)
         self.lock = threading.Lock()
         self.store = store
         self.loaded_from_disk = 0
-        self._rand = rand
-        self._sleep = sleep
         if store is not None:
             loaded = store.load(max_keys=0)
             self.log.load(loaded.log_id, loaded.history, loaded.messages)
             self.loaded_from_disk = len(loaded.messages)
             logger.info("loaded {} messages of log {} epoch {} from {}", len(loaded.messages),
                         loaded.log_id, self.log.epoch, store.path)
+
+    @property
+    def delay(self) -> float:
+        return self.faults.delay
+
+    @property
+    def error_rate(self) -> float:
+        return self.faults.error_rate
 
     def _reply(self) -> dict:
         return {"instance": self.instance, "ack": self.log.ack, "log_id": self.log.log_id,
@@ -115,9 +121,9 @@ class Secondary:
             raise ValueError(e.message) from None
         self.stats.replicate_calls += 1
         self.stats.received += len(messages)
-        if self.delay > 0:
+        if self.faults.delay > 0:
             self.stats.injected_delays += 1
-            self._sleep(self.delay)
+            self.faults.hold()      # outside the lock: concurrent calls wait side by side
         with self.lock:
             try:
                 self.log.check(log_id, epoch, first_seq)
@@ -131,7 +137,7 @@ class Secondary:
                 self.store.commit()
         logger.debug("replicate seq={}..{} stored={} duplicates={} ack={}", first_seq,
                      first_seq + len(messages) - 1, result.stored, result.duplicates, result.ack)
-        if self.error_rate > 0 and self._rand() < self.error_rate:
+        if self.faults.fail_now():
             self.stats.injected_errors += 1
             logger.debug("injected error after storing seq={}..{}", first_seq,
                          first_seq + len(messages) - 1)
@@ -195,10 +201,7 @@ class Secondary:
                 "error_rate": self.error_rate, "allow_faults": self.allow_faults}
 
     def set_faults(self, delay: float | None = None, error_rate: float | None = None) -> dict:
-        if delay is not None:
-            self.delay = float(delay)
-        if error_rate is not None:
-            self.error_rate = float(error_rate)
+        self.faults.set(delay, error_rate)   # wakes waiting calls to re-check their delay
         logger.info("faults set: delay={} error_rate={}", self.delay, self.error_rate)
         return {"delay": self.delay, "error_rate": self.error_rate}
 

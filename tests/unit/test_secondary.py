@@ -92,6 +92,30 @@ def replicate(s, first, last):
     return s.replicate(LOG, 1, first, msgs(first, last))
 
 
+# 1. An injected delay is a wait that set_faults() cuts short.
+
+def test_lowering_the_delay_to_zero_releases_a_waiting_replicate_at_once():
+    s = synced(delay=600)
+    call = Call(replicate, s, 1, 1)
+    wait_until(lambda: s.stats.injected_delays == 1, 10, what="the call to start waiting")
+    assert not call.done.wait(0.1)
+    lowered = time.monotonic()
+    s.set_faults(delay=0)
+    assert call.result(10)["ack"] == 1
+    assert time.monotonic() - lowered < 0.5      # not when the old 600 s run out
+    assert s.messages() == ["m1"]
+
+
+def test_a_changed_delay_counts_from_the_start_of_the_call():
+    now = [100.0]
+    s = synced(delay=10, clock=lambda: now[0])
+    call = Call(replicate, s, 1, 1)
+    wait_until(lambda: s.stats.injected_delays == 1, 10, what="the call to start waiting")
+    now[0] = 107.0
+    s.set_faults(delay=6)     # ends at 100 + 6, already past: no fresh 6 s from now
+    assert call.result(5)["ack"] == 1
+
+
 # 3. read() bounds.
 
 @pytest.mark.parametrize("first_seq", [0, -1, -5, True, 1.0, "1", None])
