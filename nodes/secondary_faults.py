@@ -1,11 +1,17 @@
 """Parts of the secondary (nodes/secondary_node.py): its injected faults (a delay before a
-replicate call stores, an error rate after it stores)."""
+replicate call stores, an error rate after it stores), the reply it publishes for heartbeats,
+and what it logs about a sync."""
 from __future__ import annotations
 
 import random
 import threading
 import time
+from dataclasses import dataclass
 from typing import Callable
+
+from loguru import logger
+
+from .core.log import SyncResult
 
 
 class Faults:
@@ -46,3 +52,31 @@ class Faults:
     def fail_now(self) -> bool:
         """Whether this call should answer with an injected error."""
         return self.error_rate > 0 and self._rand() < self.error_rate
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the replica holds durably, as heartbeat() and history() report it. A new Reply
+    is swapped in (one attribute assignment) after each commit or sync, so readers take it
+    without a lock and never wait for a disk sync in progress."""
+    instance: str
+    ack: int          # with a store: only entries already on disk (and synced per --fsync)
+    log_id: str | None
+    epoch: int
+    history: tuple[tuple[int, ...], ...]
+
+    def wire(self) -> dict:
+        return {"instance": self.instance, "ack": self.ack, "log_id": self.log_id,
+                "epoch": self.epoch}
+
+
+def log_sync(log_id: str, old_log_id: str | None, result: SyncResult) -> None:
+    """Say what a sync with the master's log threw away, if anything."""
+    if result.new_log:
+        logger.warning("started over on the master's new log {} (explicit new log): dropped {} "
+                       "messages of log {}", log_id, len(result.dropped), old_log_id)
+    elif result.dropped:
+        logger.warning("cut back to the master's log: dropped seq={}..{} ({} messages the "
+                       "master's log does not have; first: {!r})", result.keep + 1,
+                       result.keep + len(result.dropped), len(result.dropped),
+                       result.dropped[0][:80])
