@@ -277,7 +277,9 @@ def main(argv: list[str] | None = None) -> None:
     logs.setup(args.name, args.log_level)
     log_config(args)
     configure_rpc(args, rpc.SECONDARY_PREFIX + args.name)
-    store = Store(args.data_dir, args.fsync, args.fsync_interval, offload=False) \
+    # offload: fdatasync in the helper process. In place it would block gevent's loop, and
+    # with it every heartbeat and HTTP request, for as long as the disk takes.
+    store = Store(args.data_dir, args.fsync, args.fsync_interval, offload=True) \
         if args.data_dir else None
     try:
         secondary = Secondary(args.name, args.delay, args.error_rate, store=store,
