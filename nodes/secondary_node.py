@@ -20,7 +20,7 @@ from typing import Callable
 import Pyro5.api
 from loguru import logger
 
-from . import logs, rpc, tls
+from . import logs, rpc
 from .config import Parser, add_common, add_storage
 from .core.log import Refused, ReplicaLog
 from .core.validate import BadRequest, check_messages
