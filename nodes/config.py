@@ -12,19 +12,55 @@ def env_name(flag: str) -> str:
     return ENV_PREFIX + flag.lstrip("-").replace("-", "_").upper()
 
 
+class _FromEnv:
+    """A flag's default taken from the environment, still as text: parse_args converts and
+    checks it as it would the flag's own value. (Not a str: argparse would convert a str
+    default itself, but skip the choices check and not name the variable in its error.)"""
+
+    def __init__(self, env: str, text: str) -> None:
+        self.env, self.text = env, text
+
+    def __str__(self) -> str:       # what --help shows as the default
+        return self.text
+
+
 class Parser(argparse.ArgumentParser):
-    """argparse whose every flag also reads REPLOG_<FLAG> from the environment."""
+    """argparse whose every flag also reads REPLOG_<FLAG> from the environment.
+
+    A value from the environment goes through the flag's type and choices like one given on
+    the command line, and a bad one is the same clean error (exit status 2) naming the
+    variable: "argument --http-port (from REPLOG_HTTP_PORT): invalid int value: 'abc'". A
+    flag on the command line wins; the variable is then not looked at."""
 
     def __init__(self, **kw: Any) -> None:
         kw.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
         super().__init__(**kw)
 
     def flag(self, flag: str, type: Callable[[str], Any] = str, default: Any = None,
-             help: str = "", **kw: Any) -> None:
-        env = env_name(flag)
+             help: str = "", env: str | None = None, **kw: Any) -> None:
+        """env: the variable to read (default REPLOG_<FLAG>)."""
+        env = env or env_name(flag)
         if env in os.environ:
-            default = type(os.environ[env])
+            default = _FromEnv(env, os.environ[env])
         self.add_argument(flag, type=type, default=default, help=f"{help} [env {env}]", **kw)
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        namespace, extras = super().parse_known_args(args, namespace)
+        for action in self._actions:
+            value = getattr(namespace, action.dest, None)
+            if isinstance(value, _FromEnv):
+                setattr(namespace, action.dest, self._from_env(action, value))
+        return namespace, extras
+
+    def _from_env(self, action: argparse.Action, value: _FromEnv) -> Any:
+        try:
+            # argparse's own steps for a command-line value, hence its own messages
+            converted = self._get_value(action, value.text)
+            self._check_value(action, converted)
+        except argparse.ArgumentError as e:
+            self.error(f"argument {'/'.join(action.option_strings)} (from {value.env}): "
+                       f"{e.message}")
+        return converted
 
     def switch(self, flag: str, help: str = "") -> None:
         """An on/off flag; REPLOG_<FLAG>=1 (or true, yes, on) turns it on."""

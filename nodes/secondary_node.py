@@ -14,16 +14,19 @@ import random
 import threading
 import time
 import uuid
+from dataclasses import replace
 from typing import Callable
 
 import Pyro5.api
 from loguru import logger
 
-from . import logs, rpc, tls
+from . import logs, rpc
 from .config import Parser, add_common, add_storage
 from .core.log import Refused, ReplicaLog
 from .core.validate import BadRequest, check_messages
 from .metrics import SecondaryStats
+from .secondary_api import SecondaryAPI
+from .secondary_faults import Faults, Reply, log_sync
 from .serve import configure_rpc, log_config, run_node
 from .storage.store import CorruptLog, DataDirError, Store
 from .web import secondary_app
@@ -37,38 +40,60 @@ def _caller() -> str:
 
 
 class Secondary:
-    """The secondary's service: a ReplicaLog under a lock, its durable store, fault injection.
+    """The secondary's service: a ReplicaLog, its durable store, fault injection.
 
-    With a store, every message is written (and, with --fsync always, synced) before the
-    ACK that covers it is returned; held-back messages (after a gap) stay in memory only,
-    so the file is always a gap-free prefix of the master's log."""
+    With a store, every message is written (and, with --fsync always, synced) before an ACK
+    that covers it is returned or reported; held-back messages (after a gap) stay in memory
+    only, so the file is always a gap-free prefix of the master's log.
+
+    Two locks, so that a slow disk never makes the node look dead: `lock` guards the
+    in-memory log and is held only briefly; `disk_lock` keeps writes in seq order and is
+    held across store.write + store.commit (fdatasync). Taken in that order (disk_lock, then
+    lock) or alone. What heartbeat() and history() report is `_durable`, a Reply swapped in
+    after each commit or sync: it is read without any lock and never covers unsynced entries.
+    Replicate calls may arrive concurrently (a pipelining master): each stores into memory,
+    then writes and commits whatever is shown but not yet written (group commit)."""
 
     def __init__(self, name: str, delay: float = 0.0, error_rate: float = 0.0,
                  rand: Callable[[], float] = random.random,
-                 sleep: Callable[[float], None] = time.sleep, store: Store | None = None,
+                 clock: Callable[[], float] = time.monotonic, store: Store | None = None,
                  max_ahead: int = 10_000, allow_faults: bool = False) -> None:
         self.name = name
         self.allow_faults = allow_faults   # POST /faults and set_faults() only when True
         self.stats = SecondaryStats()      # read by GET /metrics (nodes/metrics.py)
         self.instance = uuid.uuid4().hex   # each process is a new incarnation
-        self.delay = delay
-        self.error_rate = error_rate
+        self.faults = Faults(delay, error_rate, clock, rand)
         self.log = ReplicaLog(max_ahead)
         self.lock = threading.Lock()
+        self.disk_lock = threading.Lock()
         self.store = store
         self.loaded_from_disk = 0
-        self._rand = rand
-        self._sleep = sleep
+        self._syncs = 0     # bumped by every sync: a replicate call that straddles one fails
         if store is not None:
             loaded = store.load(max_keys=0)
             self.log.load(loaded.log_id, loaded.history, loaded.messages)
             self.loaded_from_disk = len(loaded.messages)
             logger.info("loaded {} messages of log {} epoch {} from {}", len(loaded.messages),
                         loaded.log_id, self.log.epoch, store.path)
+        # Entries in the store, and how many of them a commit covered (all, without a store).
+        self._written = self._synced = self.log.ack
+        self._durable = self._reply_of(self.log.ack)
 
-    def _reply(self) -> dict:
-        return {"instance": self.instance, "ack": self.log.ack, "log_id": self.log.log_id,
-                "epoch": self.log.epoch}
+    @property
+    def delay(self) -> float:
+        return self.faults.delay
+
+    @property
+    def error_rate(self) -> float:
+        return self.faults.error_rate
+
+    def _reply_of(self, ack: int) -> Reply:
+        return Reply(self.instance, ack, self.log.log_id, self.log.epoch,
+                     tuple(tuple(pair) for pair in self.log.history))
+
+    def _shown(self) -> int:
+        """How many entries readers may see: only durable ones with a store. Under lock."""
+        return self.log.ack if self.store is None else min(self._durable.ack, self.log.ack)
 
     def _refuse(self, what: str, e: Exception) -> None:
         self.stats.refused += 1
@@ -80,30 +105,31 @@ class Secondary:
         if not isinstance(log_id, str) or not log_id or isinstance(last_seq, bool) \
                 or not isinstance(last_seq, int) or last_seq < 0:
             raise ValueError("sync needs a log id and a last seq")
-        with self.lock:
-            before = (self.log.log_id, self.log.epoch, self.log.ack)
-            try:
-                result = self.log.sync(log_id, history, last_seq, bool(new_log))
-            except Refused as e:
-                self._refuse("sync", e)
-                raise PermissionError(str(e)) from None
-            if result.new_log:
-                logger.warning("started over on the master's new log {} (explicit new log): "
-                               "dropped {} messages of log {}", log_id, len(result.dropped),
-                               before[0])
-            elif result.dropped:
-                logger.warning("cut back to the master's log: dropped seq={}..{} ({} messages "
-                               "the master's log does not have; first: {!r})", result.keep + 1,
-                               result.keep + len(result.dropped), len(result.dropped),
-                               result.dropped[0][:80])
+        with self.disk_lock:     # no write in progress: the store can be cut and re-labelled
+            with self.lock:
+                before = (self.log.log_id, self.log.epoch, self.log.ack)
+                try:
+                    result = self.log.sync(log_id, history, last_seq, bool(new_log))
+                except Refused as e:
+                    self._refuse("sync", e)
+                    raise PermissionError(str(e)) from None
+                self._syncs += 1
+                cut = self._written > result.keep
+                self._written = min(self._written, result.keep)
+                self._synced = min(self._synced, result.keep)
+                # Readers stop seeing what was cut now; the new epoch shows once on disk.
+                self._durable = replace(self._durable, ack=min(self._durable.ack, self._synced))
+            log_sync(log_id, before[0], result)
             if self.store is not None:
-                if result.dropped:
+                if cut:
                     self.store.truncate(result.keep)
                 self.store.save_meta(log_id, self.log.history)
+            with self.lock:
+                self._durable = self._reply_of(self._synced)
             if before != (self.log.log_id, self.log.epoch, self.log.ack):
                 logger.info("synced with log {} epoch {}: ack={}", log_id, self.log.epoch,
-                            self.log.ack)
-            return self._reply()
+                            self._durable.ack)
+            return self._durable.wire()
 
     def replicate(self, log_id: str, epoch: int, first_seq: int, messages: list[str]) -> dict:
         if isinstance(first_seq, bool) or not isinstance(first_seq, int) or first_seq < 1:
@@ -114,72 +140,102 @@ class Secondary:
             raise ValueError(e.message) from None
         self.stats.replicate_calls += 1
         self.stats.received += len(messages)
-        if self.delay > 0:
+        if self.faults.delay > 0:
             self.stats.injected_delays += 1
-            self._sleep(self.delay)
+            self.faults.hold()      # outside the locks: concurrent calls wait side by side
         with self.lock:
             try:
                 self.log.check(log_id, epoch, first_seq)
             except Refused as e:
                 self._refuse(f"replicate seq={first_seq}", e)
                 raise PermissionError(str(e)) from None
-            before = self.log.ack
             result = self.log.store(first_seq, messages)
-            if self.store is not None and result.ack > before:
-                self.store.write(before + 1, self.log.shown_since(before + 1))
-                self.store.commit()
+            syncs = self._syncs
+            if self.store is None:    # memory is all there is: held once stored
+                self._written = self._synced = self.log.ack
+                self._durable = self._reply_of(self._synced)
+        if self.store is not None:
+            self._persist()
+        with self.lock:
+            if self._syncs != syncs:
+                # The log was re-synced (maybe cut, maybe a new epoch) after this call was
+                # checked: its ACK would describe another log. The master retries after sync.
+                raise PermissionError("re-synced while this replicate call was in flight")
+            ack = self._durable.ack
         logger.debug("replicate seq={}..{} stored={} duplicates={} ack={}", first_seq,
-                     first_seq + len(messages) - 1, result.stored, result.duplicates, result.ack)
-        if self.error_rate > 0 and self._rand() < self.error_rate:
+                     first_seq + len(messages) - 1, result.stored, result.duplicates, ack)
+        if self.faults.fail_now():
             self.stats.injected_errors += 1
             logger.debug("injected error after storing seq={}..{}", first_seq,
                          first_seq + len(messages) - 1)
             raise RuntimeError("injected error (the messages were stored; the ACK is withheld)")
-        return {"instance": self.instance, "ack": result.ack}
+        return {"instance": self.instance, "ack": ack}
+
+    def _persist(self) -> None:
+        """Write and commit what is shown but not yet in the store, then publish the new
+        durable ACK. A call whose entries another call's commit already covered (it took
+        them while this one waited for disk_lock) has nothing left to do."""
+        with self.disk_lock:
+            with self.lock:
+                first = self._written + 1
+                entries = self.log.shown_since(first)
+            if entries:
+                self.store.write(first, entries)
+                self._written += len(entries)
+            if self._synced < self._written:   # also after a commit that failed last time
+                self.store.commit()
+                self._synced = self._written
+                with self.lock:
+                    self._durable = self._reply_of(self._synced)
 
     def heartbeat(self, log_id: str | None = None, epoch: int | None = None) -> dict:
-        """What this replica holds and follows; changes nothing."""
-        with self.lock:
-            return self._reply()
+        """What this replica holds (durably) and follows; changes nothing, waits for nothing."""
+        return self._durable.wire()
 
     def read(self, log_id: str, first_seq: int, limit: int) -> list[str]:
         """Entries first_seq.. (at most limit) of the gap-free prefix, for a master that
         recovers its log from this secondary."""
+        # Checked, not trusted: a first_seq of 0 or less made a negative slice, which read
+        # from the end of the log.
+        if isinstance(first_seq, bool) or not isinstance(first_seq, int) or first_seq < 1:
+            raise ValueError(f"first_seq must be an integer from 1 on, got {first_seq!r}")
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+            raise ValueError(f"limit must be an integer from 0 on, got {limit!r}")
         with self.lock:
             if log_id != self.log.log_id:
                 raise ValueError(f"this replica holds log {self.log.log_id}, not {log_id}")
-            return self.log.snapshot()[first_seq - 1:first_seq - 1 + max(0, min(limit, 100_000))]
+            entries, count = self.log.snapshot(), self._shown()
+        return entries[first_seq - 1:min(count, first_seq - 1 + min(limit, 100_000))]
 
     def history(self) -> dict:
-        with self.lock:
-            return {**self._reply(), "history": self.log.history}
+        reply = self._durable
+        return {**reply.wire(), "history": [list(pair) for pair in reply.history]}
 
     def messages(self) -> list[str]:
-        with self.lock:
-            return self.log.messages()
+        entries, count = self.snapshot()
+        return entries[:count]
 
     def snapshot(self) -> tuple[list[str], int]:
         """(entry list, count) to read without the lock (see ReplicaLog.snapshot)."""
         with self.lock:
-            entries = self.log.snapshot()
-            return entries, len(entries)
+            return self.log.snapshot(), self._shown()
 
     def health(self) -> dict:
-        with self.lock:
-            return {"role": "secondary", "name": self.name, "messages": self.log.ack,
-                    "held_back": self.log.held_back, "delay": self.delay,
-                    "error_rate": self.error_rate, "instance": self.instance,
-                    "log_id": self.log.log_id, "epoch": self.log.epoch,
-                    "durable": None if self.store is None else
-                    {"data_dir": str(self.store.path), "fsync": self.store.mode,
-                     "loaded_from_disk": self.loaded_from_disk}}
+        reply = self._durable
+        return {"role": "secondary", "name": self.name, "messages": reply.ack,
+                "held_back": self.log.held_back, "delay": self.delay,
+                "error_rate": self.error_rate, "instance": self.instance,
+                "log_id": reply.log_id, "epoch": reply.epoch,
+                "durable": None if self.store is None else
+                {"data_dir": str(self.store.path), "fsync": self.store.mode,
+                 "loaded_from_disk": self.loaded_from_disk}}
 
     def tail(self, count: int = 20) -> dict:
         """For the master's dashboard: the last `count` messages shown, with their seq, and
         the seqs held back past a gap."""
         count = max(0, min(int(count), 100))
         with self.lock:
-            entries, ack = self.log.snapshot(), self.log.ack
+            entries, ack = self.log.snapshot(), self._shown()
             held = sorted(self.log._held)   # noqa: SLF001 (a read-only peek)
         first = max(1, ack - count + 1)
         return {"name": self.name, "instance": self.instance, "ack": ack,
@@ -188,66 +244,9 @@ class Secondary:
                 "error_rate": self.error_rate, "allow_faults": self.allow_faults}
 
     def set_faults(self, delay: float | None = None, error_rate: float | None = None) -> dict:
-        if delay is not None:
-            self.delay = float(delay)
-        if error_rate is not None:
-            self.error_rate = float(error_rate)
+        self.faults.set(delay, error_rate)   # wakes waiting calls to re-check their delay
         logger.info("faults set: delay={} error_rate={}", self.delay, self.error_rate)
         return {"delay": self.delay, "error_rate": self.error_rate}
-
-
-@Pyro5.api.expose
-@Pyro5.api.behavior(instance_mode="single")
-class SecondaryAPI:
-    """What the master (and curious clients) call over Pyro5."""
-
-    def __init__(self, secondary: Secondary) -> None:
-        self._s = secondary
-
-    def replicate(self, log_id: str, epoch: int, first_seq: int, messages: list[str]) -> dict:
-        """Store messages[i] at seq first_seq+i; the ACK is the highest gap-free seq. Only
-        for the log and epoch this replica synced with."""
-        tls.require_caller(tls.MASTER, "replicate")
-        return self._s.replicate(log_id, epoch, first_seq, messages)
-
-    def sync(self, log_id: str, history: list, last_seq: int, new_log: bool = False) -> dict:
-        """Keep the prefix shared with the master's log (log_id, epoch history, length)."""
-        tls.require_caller(tls.MASTER, "sync")
-        return self._s.sync(log_id, history, last_seq, new_log)
-
-    def heartbeat(self, log_id: str | None = None, epoch: int | None = None) -> dict:
-        tls.require_caller(tls.MASTER, "heartbeat")
-        return self._s.heartbeat(log_id, epoch)
-
-    def history(self) -> dict:
-        tls.require_caller(tls.MASTER, "history")
-        return self._s.history()
-
-    def read(self, log_id: str, first_seq: int, limit: int) -> list[str]:
-        tls.require_caller(tls.MASTER, "read")
-        return self._s.read(log_id, first_seq, limit)
-
-    def messages(self) -> list[str]:
-        return self._s.messages()
-
-    def health(self) -> dict:
-        return self._s.health()
-
-    def tail(self, count: int = 20) -> dict:
-        """The last messages with their seq, and the seqs held back (the dashboard's)."""
-        return self._s.tail(count)
-
-    def set_faults(self, delay: float | None = None, error_rate: float | None = None) -> dict:
-        tls.require_caller(tls.MASTER, "set_faults")
-        if not self._s.allow_faults:
-            raise PermissionError("fault injection is off: start the secondary with "
-                                  "--allow-faults (REPLOG_ALLOW_FAULTS=1)")
-        if delay is not None and not (isinstance(delay, (int, float)) and 0 <= delay <= 3600):
-            raise ValueError("delay must be a number of seconds from 0 to 3600")
-        if error_rate is not None and not (isinstance(error_rate, (int, float))
-                                           and 0 <= error_rate <= 1):
-            raise ValueError("error_rate must be from 0 to 1")
-        return self._s.set_faults(delay, error_rate)
 
 
 def parser() -> Parser:
@@ -278,7 +277,9 @@ def main(argv: list[str] | None = None) -> None:
     logs.setup(args.name, args.log_level)
     log_config(args)
     configure_rpc(args, rpc.SECONDARY_PREFIX + args.name)
-    store = Store(args.data_dir, args.fsync, args.fsync_interval, offload=False) \
+    # offload: fdatasync in the helper process. In place it would block gevent's loop, and
+    # with it every heartbeat and HTTP request, for as long as the disk takes.
+    store = Store(args.data_dir, args.fsync, args.fsync_interval, offload=True) \
         if args.data_dir else None
     try:
         secondary = Secondary(args.name, args.delay, args.error_rate, store=store,

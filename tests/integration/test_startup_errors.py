@@ -1,6 +1,7 @@
 """A node that cannot start says why in one line and exits non-zero, without a traceback
 and without touching the running cluster; the name server stops on SIGINT and SIGTERM even
 when started with SIGINT ignored; a write to a secondary says that writes go to the master."""
+import os
 import signal
 import socket
 import subprocess
@@ -13,9 +14,10 @@ import requests
 from nodes.launcher import ROOT, free_port, wait_until
 
 
-def run_node(module, *flags, timeout=60):
+def run_node(module, *flags, timeout=60, env=None):
     return subprocess.run([sys.executable, "-m", module, *flags], cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout,
+                          env=None if env is None else {**os.environ, **env})
 
 
 def errors(out):
@@ -96,6 +98,20 @@ def test_a_secondary_without_a_name_server_gives_up_with_one_line():
     assert len(errors(out)) == 1, out.stderr
     assert f"python -m nameserver --host 127.0.0.1 --port {ns_port}" in errors(out)[0]
     assert "Traceback" not in out.stderr + out.stdout
+
+
+def test_a_bad_value_in_the_environment_is_argparses_one_line_error(tmp_path):
+    # No name server needed: the value is refused before anything starts. (The flags make
+    # a node that got past it fail fast instead of serving.)
+    out = run_node("nodes.secondary_node", "--data-dir", str(tmp_path / "data"), "--http-port",
+                   str(free_port()), "--ns-port", str(free_port()), "--ns-wait", "0.5",
+                   env={"REPLOG_FSYNC": "alwayz"})
+    assert out.returncode == 2, out.stderr
+    assert "Traceback" not in out.stderr + out.stdout
+    assert [line for line in out.stderr.splitlines() if "error:" in line] == [
+        "python -m nodes.secondary_node: error: argument --fsync (from REPLOG_FSYNC): invalid "
+        "choice: 'alwayz' (choose from 'always', 'interval', 'never')"]
+    assert not (tmp_path / "data").exists()
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])

@@ -1,0 +1,66 @@
+"""The secondary's Pyro5 face (moved out of nodes/secondary_node.py, which re-exports it):
+who may call what, and checks of the arguments that come over the wire."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import Pyro5.api
+
+from . import tls
+
+if TYPE_CHECKING:
+    from .secondary_node import Secondary
+
+
+@Pyro5.api.expose
+@Pyro5.api.behavior(instance_mode="single")
+class SecondaryAPI:
+    """What the master (and curious clients) call over Pyro5."""
+
+    def __init__(self, secondary: Secondary) -> None:
+        self._s = secondary
+
+    def replicate(self, log_id: str, epoch: int, first_seq: int, messages: list[str]) -> dict:
+        """Store messages[i] at seq first_seq+i; the ACK is the highest gap-free seq. Only
+        for the log and epoch this replica synced with."""
+        tls.require_caller(tls.MASTER, "replicate")
+        return self._s.replicate(log_id, epoch, first_seq, messages)
+
+    def sync(self, log_id: str, history: list, last_seq: int, new_log: bool = False) -> dict:
+        """Keep the prefix shared with the master's log (log_id, epoch history, length)."""
+        tls.require_caller(tls.MASTER, "sync")
+        return self._s.sync(log_id, history, last_seq, new_log)
+
+    def heartbeat(self, log_id: str | None = None, epoch: int | None = None) -> dict:
+        tls.require_caller(tls.MASTER, "heartbeat")
+        return self._s.heartbeat(log_id, epoch)
+
+    def history(self) -> dict:
+        tls.require_caller(tls.MASTER, "history")
+        return self._s.history()
+
+    def read(self, log_id: str, first_seq: int, limit: int) -> list[str]:
+        tls.require_caller(tls.MASTER, "read")
+        return self._s.read(log_id, first_seq, limit)
+
+    def messages(self) -> list[str]:
+        return self._s.messages()
+
+    def health(self) -> dict:
+        return self._s.health()
+
+    def tail(self, count: int = 20) -> dict:
+        """The last messages with their seq, and the seqs held back (the dashboard's)."""
+        return self._s.tail(count)
+
+    def set_faults(self, delay: float | None = None, error_rate: float | None = None) -> dict:
+        tls.require_caller(tls.MASTER, "set_faults")
+        if not self._s.allow_faults:
+            raise PermissionError("fault injection is off: start the secondary with "
+                                  "--allow-faults (REPLOG_ALLOW_FAULTS=1)")
+        if delay is not None and not (isinstance(delay, (int, float)) and 0 <= delay <= 3600):
+            raise ValueError("delay must be a number of seconds from 0 to 3600")
+        if error_rate is not None and not (isinstance(error_rate, (int, float))
+                                           and 0 <= error_rate <= 1):
+            raise ValueError("error_rate must be from 0 to 1")
+        return self._s.set_faults(delay, error_rate)
