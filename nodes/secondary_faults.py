@@ -59,14 +59,14 @@ class Reply:
     """What the replica holds durably, as heartbeat() and history() report it. A new Reply
     is swapped in (one attribute assignment) after each commit or sync, so readers take it
     without a lock and never wait for a disk sync in progress."""
-    instance: str
+    incarnation: str
     ack: int          # with a store: only entries already on disk (and synced per --fsync)
     log_id: str | None
     epoch: int
     history: tuple[tuple[int, ...], ...]
 
     def wire(self) -> dict:
-        return {"instance": self.instance, "ack": self.ack, "log_id": self.log_id,
+        return {"incarnation": self.incarnation, "ack": self.ack, "log_id": self.log_id,
                 "epoch": self.epoch}
 
 

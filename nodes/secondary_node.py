@@ -61,7 +61,7 @@ class Secondary:
         self.name = name
         self.allow_faults = allow_faults   # POST /faults and set_faults() only when True
         self.stats = SecondaryStats()      # read by GET /metrics (nodes/metrics.py)
-        self.instance = uuid.uuid4().hex   # each process is a new incarnation
+        self.incarnation = uuid.uuid4().hex   # each process is a new incarnation
         self.faults = Faults(delay, error_rate, clock, rand)
         self.log = ReplicaLog(max_ahead)
         self.lock = threading.Lock()
@@ -88,7 +88,7 @@ class Secondary:
         return self.faults.error_rate
 
     def _reply_of(self, ack: int) -> Reply:
-        return Reply(self.instance, ack, self.log.log_id, self.log.epoch,
+        return Reply(self.incarnation, ack, self.log.log_id, self.log.epoch,
                      tuple(tuple(pair) for pair in self.log.history))
 
     def _shown(self) -> int:
@@ -169,7 +169,7 @@ class Secondary:
             logger.debug("injected error after storing seq={}..{}", first_seq,
                          first_seq + len(messages) - 1)
             raise RuntimeError("injected error (the messages were stored; the ACK is withheld)")
-        return {"instance": self.instance, "ack": ack}
+        return {"incarnation": self.incarnation, "ack": ack}
 
     def _persist(self) -> None:
         """Write and commit what is shown but not yet in the store, then publish the new
@@ -224,7 +224,7 @@ class Secondary:
         reply = self._durable
         return {"role": "secondary", "name": self.name, "messages": reply.ack,
                 "held_back": self.log.held_back, "delay": self.delay,
-                "error_rate": self.error_rate, "instance": self.instance,
+                "error_rate": self.error_rate, "incarnation": self.incarnation,
                 "log_id": reply.log_id, "epoch": reply.epoch,
                 "durable": None if self.store is None else
                 {"data_dir": str(self.store.path), "fsync": self.store.mode,
@@ -238,7 +238,7 @@ class Secondary:
             entries, ack = self.log.snapshot(), self._shown()
             held = sorted(self.log._held)   # noqa: SLF001 (a read-only peek)
         first = max(1, ack - count + 1)
-        return {"name": self.name, "instance": self.instance, "ack": ack,
+        return {"name": self.name, "incarnation": self.incarnation, "ack": ack,
                 "tail": [[seq, entries[seq - 1][:200]] for seq in range(first, ack + 1)],
                 "held": held[:count], "held_back": len(held), "delay": self.delay,
                 "error_rate": self.error_rate, "allow_faults": self.allow_faults}

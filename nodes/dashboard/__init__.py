@@ -54,7 +54,7 @@ def _secondary(t: dict | None, now: float) -> dict:
     return {"ack": t.get("ack"), "tail": t.get("tail", []), "held": t.get("held", []),
             "held_back": t.get("held_back", 0), "delay": t.get("delay", 0.0),
             "error_rate": t.get("error_rate", 0.0), "allow_faults": t.get("allow_faults", False),
-            "instance": t.get("instance"), "age": round(now - t["at"], 3) if "at" in t else None,
+            "incarnation": t.get("incarnation"), "age": round(now - t["at"], 3) if "at" in t else None,
             "error": t.get("error"), "loading": not t}
 
 

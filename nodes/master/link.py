@@ -54,6 +54,7 @@ class Link:
         self.cond = threading.Condition(shell.lock)
         self.progress = shell.state.secondaries[name]   # served while this one is known
         self._on_silent = on_silent
+        self._armed = 0            # senders waiting for the pipeline's delay (see wake)
 
     def start(self) -> None:
         for k in range(self.window):
@@ -86,7 +87,15 @@ class Link:
                 if batch is not None:
                     return batch, self.progress.uri, state.log_id, state.epoch
                 wake = state.wake_at(self.name)
-                self.cond.wait(None if wake is None else max(0.001, wake - now))
+                if wake is None:
+                    self.cond.wait()
+                    continue
+                armed = bool(self.progress.calls)    # waiting to pipeline behind a call
+                self._armed += armed
+                try:
+                    self.cond.wait(max(0.001, wake - now))
+                finally:
+                    self._armed -= armed
 
     def _send_one(self, conn: Conn) -> bool:
         # Let requests that are ready run first, so they join this batch, not the next.
@@ -148,7 +157,7 @@ class Link:
         shell = self.shell
         with self.cond:
             restarted = shell.state.on_answer(
-                self.name, reply["instance"], reply["ack"], shell.clock(),
+                self.name, reply["incarnation"], reply["ack"], shell.clock(),
                 reply.get("log_id", SAME), reply.get("epoch", SAME), sent, call, how)
             if restarted or how == "sync":
                 self.cond.notify_all()      # the other senders may send now
@@ -156,11 +165,17 @@ class Link:
         shell.carry_out(ready)
 
     def wake(self, everyone: bool = False) -> None:
-        """Under the lock: something new to send (one idle sender is enough for an append)."""
+        """Under the lock: something new to send. For an append one idle sender is enough,
+        and none while calls are out and either a sender already waits to pipeline behind
+        them or the window is full: the sender of a call loops back for what is new when
+        it is answered, so an append then costs no wake-up at all."""
         if everyone:
             self.cond.notify_all()
-        else:
-            self.cond.notify()
+            return
+        calls = self.progress.calls
+        if calls and (self._armed or len(calls) >= self.window):
+            return
+        self.cond.notify()
 
     # -- heartbeats -----------------------------------------------------------------------
     def _heartbeat_loop(self) -> None:

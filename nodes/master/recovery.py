@@ -165,7 +165,7 @@ class Recovery:
                 r = p.history()
                 with lock:
                     out[name] = (recovery.Copy(name, r["log_id"], r["history"], r["ack"]),
-                                 r["instance"])
+                                 r["incarnation"])
             except Exception as e:
                 logger.debug("{} did not answer yet: {}", name, e)
             finally:

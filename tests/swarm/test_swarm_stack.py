@@ -104,7 +104,7 @@ def test_scaled_up_secondary_is_discovered_and_caught_up(stack: Stack) -> None:
 
 def test_killed_secondary_is_restarted_by_swarm_and_caught_up(stack: Stack) -> None:
     before = stack.secondaries()["secondary1"]
-    instance = stack.health("secondary1")["instance"]
+    instance = stack.health("secondary1")["incarnation"]
 
     run(["docker", "kill", before["id"]])
     # While it is down: w=3 is the master and the two others.
@@ -116,7 +116,7 @@ def test_killed_secondary_is_restarted_by_swarm_and_caught_up(stack: Stack) -> N
         task = stack.secondaries().get("secondary1")
         if task is None or task["id"] == before["id"]:
             return None
-        return task if stack.health("secondary1")["instance"] != instance else None
+        return task if stack.health("secondary1")["incarnation"] != instance else None
     after = wait_until(restarted, 60, what="Swarm to start a new secondary1 that answers")
     assert after["slot"] == before["slot"]      # a new container and process, same slot and name
     stack.wait_cluster({"secondary1", "secondary2", "secondary3"})

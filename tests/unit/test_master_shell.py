@@ -54,7 +54,7 @@ def test_a_sender_survives_an_unexpected_exception(lines):
         def malformed(method, reply):
             if method == "replicate" and broken["left"]:
                 broken["left"] -= 1
-                return {"instance": reply["instance"]}          # no "ack"
+                return {"incarnation": reply["incarnation"]}          # no "ack"
             return reply
         h.endpoints["s1"].after = malformed
         for i in range(3):

@@ -129,7 +129,7 @@ def test_heartbeat_answers_while_a_commit_blocks_and_its_ack_excludes_unsynced_e
     slow = Call(replicate, s, 4, 6)
     assert store.committing.wait(10), "the second call never reached commit()"
     beat = Call(s.heartbeat, LOG, 1)
-    assert beat.result(2) == {"instance": s.instance, "ack": 3, "log_id": LOG, "epoch": 1}
+    assert beat.result(2) == {"incarnation": s.incarnation, "ack": 3, "log_id": LOG, "epoch": 1}
     assert Call(s.history).result(2)["ack"] == 3
     assert Call(s.health).result(2)["messages"] == 3
     assert Call(s.tail, 10).result(2)["ack"] == 3
@@ -178,13 +178,13 @@ def test_a_sync_waits_for_the_commit_in_progress_then_cuts_the_store():
     assert not new_epoch.done.wait(0.2)                    # it must not cut under a write
     assert s.heartbeat()["ack"] == 3
     store.gate.set()
-    assert new_epoch.result(10) == {"instance": s.instance, "ack": 3, "log_id": LOG,
+    assert new_epoch.result(10) == {"incarnation": s.incarnation, "ack": 3, "log_id": LOG,
                                     "epoch": 2}
     try:      # answered before the sync ran, or refused: its ACK is of the old epoch
         assert slow.result(10)["ack"] == 6
     except PermissionError as e:
         assert "re-synced" in str(e)
-    assert s.heartbeat() == {"instance": s.instance, "ack": 3, "log_id": LOG, "epoch": 2}
+    assert s.heartbeat() == {"incarnation": s.incarnation, "ack": 3, "log_id": LOG, "epoch": 2}
     assert store.records == [(1, msgs(1, 3))] and s.messages() == msgs(1, 3)
     assert s.replicate(LOG, 2, 4, ["n4"])["ack"] == 4
 
