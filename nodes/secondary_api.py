@@ -7,6 +7,7 @@ from typing import Any
 import Pyro5.api
 
 from . import tls
+from .core.validate import BadRequest, check_faults
 
 
 @Pyro5.api.expose
@@ -55,9 +56,8 @@ class SecondaryAPI:
         if not self._s.allow_faults:
             raise PermissionError("fault injection is off: start the secondary with "
                                   "--allow-faults (REPLOG_ALLOW_FAULTS=1)")
-        if delay is not None and not (isinstance(delay, (int, float)) and 0 <= delay <= 3600):
-            raise ValueError("delay must be a number of seconds from 0 to 3600")
-        if error_rate is not None and not (isinstance(error_rate, (int, float))
-                                           and 0 <= error_rate <= 1):
-            raise ValueError("error_rate must be from 0 to 1")
-        return self._s.set_faults(delay, error_rate)
+        try:
+            faults = check_faults({"delay": delay, "error_rate": error_rate})
+        except BadRequest as e:
+            raise ValueError(e.message) from None
+        return self._s.set_faults(faults.get("delay"), faults.get("error_rate"))

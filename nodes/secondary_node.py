@@ -23,7 +23,7 @@ from loguru import logger
 from . import logs, rpc
 from .config import Parser, add_common, add_storage
 from .core.log import Refused, ReplicaLog
-from .core.validate import BadRequest, check_messages
+from .core.validate import BadRequest, check_faults, check_messages
 from .metrics import SecondaryStats
 from .secondary_api import SecondaryAPI
 from .secondary_faults import Faults, Reply, log_sync
@@ -272,8 +272,10 @@ def parser() -> Parser:
 
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
-    if not 0 <= args.error_rate <= 1 or args.delay < 0:
-        parser().error("--error-rate must be in [0, 1] and --delay >= 0")
+    try:
+        check_faults({"delay": args.delay, "error_rate": args.error_rate})
+    except BadRequest as e:
+        parser().error(f"--delay / --error-rate: {e.message}")
     logs.setup(args.name, args.log_level)
     log_config(args)
     configure_rpc(args, rpc.SECONDARY_PREFIX + args.name)

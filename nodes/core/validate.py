@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from typing import Any
 
 MAX_KEY_LENGTH = 256
 FIELDS = ("message", "w", "timeout", "id")
@@ -93,17 +94,26 @@ def parse_append(body: bytes, content_type: str | None, cluster_size: int,
                         data.get("timeout"), data.get("id"))
 
 
-def parse_faults(body: bytes, content_type: str | None, max_body: int) -> dict[str, float]:
-    """Body of a secondary's POST /faults: {"delay": seconds >= 0, "error_rate": 0..1}."""
-    data = parse_json_object(body, content_type, max_body)
+FAULT_BOUNDS = {"delay": 3600.0, "error_rate": 1.0}   # a secondary's injected faults: 0..top
+
+
+def check_faults(values: dict[str, Any]) -> dict[str, float]:
+    """Injected faults, wherever they come from (HTTP, the dashboard, Pyro5, flags):
+    {"delay": seconds, "error_rate": probability}; None values are left out."""
+    unknown = sorted(set(values) - set(FAULT_BOUNDS))
+    if unknown:
+        raise BadRequest(f"unknown field(s) {unknown}; allowed: {sorted(FAULT_BOUNDS)}")
     out: dict[str, float] = {}
-    for name, top in (("delay", 3600.0), ("error_rate", 1.0)):
-        if name not in data:
+    for name, top in FAULT_BOUNDS.items():
+        value = values.get(name)
+        if value is None:
             continue
-        value = data.pop(name)
         if not (_is_int(value) or isinstance(value, float)) or not 0 <= value <= top:
             raise BadRequest(f"'{name}' must be a number from 0 to {top:g}")
         out[name] = float(value)
-    if data:
-        raise BadRequest(f"unknown field(s) {sorted(data)}; allowed: ['delay', 'error_rate']")
     return out
+
+
+def parse_faults(body: bytes, content_type: str | None, max_body: int) -> dict[str, float]:
+    """Body of a secondary's POST /faults: {"delay": seconds, "error_rate": 0..1}."""
+    return check_faults(parse_json_object(body, content_type, max_body))

@@ -26,6 +26,7 @@ import bottle
 
 from .. import rpc
 from ..events import FEED, add_event
+from ..core.validate import BadRequest, check_faults
 from ..httpjson import fail, read_body
 from .tails import TAIL, TAIL_INTERVAL, TAIL_TIMEOUT, WATCH_FOR, MasterPeers, Tails
 
@@ -112,17 +113,10 @@ def add_routes(app: bottle.Bottle, master: MasterView, allow_faults: bool) -> Ta
             fail(400, "body is not JSON")
         if not isinstance(req, dict) or not isinstance(req.get("secondary"), str):
             fail(400, "body must be {\"secondary\": NAME, \"delay\": s, \"error_rate\": r}")
-        unknown = sorted(set(req) - {"secondary", "delay", "error_rate"})
-        if unknown:
-            fail(400, f"unknown field(s) {unknown}")
-        values = {}
-        for key, high in (("delay", 3600), ("error_rate", 1)):
-            v = req.get(key)
-            if v is None:
-                continue
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= high:
-                fail(400, f"'{key}' must be a number from 0 to {high}")
-            values[key] = float(v)
+        try:
+            values = check_faults({k: v for k, v in req.items() if k != "secondary"})
+        except BadRequest as e:
+            fail(400, e.message)
         name = req["secondary"]
         uri = tails.uri(name)
         if uri is None:
