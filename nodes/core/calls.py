@@ -36,5 +36,5 @@ class Pipeline:
     large) and while fewer than `max_messages` entries are out (a secondary holds back at
     most its --max-ahead past its ACK)."""
     window: int = 8
-    after: float = 0.002
+    after: float = 0.02
     max_messages: int = 10_000
