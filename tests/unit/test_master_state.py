@@ -175,7 +175,8 @@ def test_new_address_ends_the_backoff():
     assert st.set_uri("s1", "PYRO:x@s1:2", 0.0) == "moved"
     sync = st.next_batch("s1", now=1.01)           # first: what does the new process follow?
     assert isinstance(sync, Sync) and sync.log_id == st.log_id
-    st.on_answer("s1", "inst-s1-b", 0, now=1.02, log_id=st.log_id, epoch=st.epoch)
+    st.on_answer("s1", "inst-s1-b", 0, now=1.02, log_id=st.log_id, epoch=st.epoch,
+                 call=sync.call, how="sync")
     assert st.next_batch("s1", now=1.02).messages == ["m"]
 
 
