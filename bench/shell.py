@@ -142,20 +142,23 @@ def settings(args) -> dict:
         "wait_clients": pick("shell_wait_clients", 128, 128),
         "wait_procs": max(1, pick("shell_wait_procs", 2, 2)),
         "ref": getattr(args, "shell_ref", None),
+        # --master-flag / --secondary-flag of python -m bench (e.g. max_in_flight=1)
+        "master_flags": dict(getattr(args, "master_flags", None) or {}),
+        "secondary_flags": dict(getattr(args, "secondary_flags", None) or {}),
     }
 
 
 # --------------------------------------------------------------------------- clusters
 
 
-def start_cluster(workdir: Path) -> Cluster:
+def start_cluster(workdir: Path, s: dict | None = None) -> Cluster:
     """bench.run.Cluster, but closed again if it fails to come up: its __init__ has started
     processes before wait_healthy can raise, and the caller never gets the object."""
     import nodes.launcher.procs as launcher
 
     c = Cluster.__new__(Cluster)
     try:
-        c.__init__(workdir, {}, {})
+        c.__init__(workdir, (s or {}).get("master_flags", {}), (s or {}).get("secondary_flags", {}))
         # with --shell-ref the nodes must run in the ref's worktree, not in this tree
         cwd = node_cwd(c.pids().get("master"))
         if cwd is None or Path(cwd).resolve() != Path(launcher.ROOT).resolve():
@@ -208,7 +211,7 @@ def slow_case(s: dict, workdir: Path) -> dict:
     """One cluster, s2 delayed; a run of the writers per w in s["slow_ws"]."""
     log(f"shell slow: s2 delayed {SLOW_DELAY_S:g} s, {s['writers']} writers x {s['writes']} "
         f"POSTs at w={','.join(map(str, s['slow_ws']))}")
-    c = start_cluster(workdir / "shell-slow")
+    c = start_cluster(workdir / "shell-slow", s)
     try:
         set_delay(c.secondaries["s2"].url, SLOW_DELAY_S)
         out = {}
@@ -297,7 +300,7 @@ def _bounded_poll(predicate, timeout: float, interval: float):
 def reset_case(s: dict, workdir: Path) -> dict:
     trials = s["reset_trials"]
     log(f"shell reset: s1 delay {RESET_STALL_DELAY_S:g} s, one w=1 POST, delay 0; {trials} trial(s)")
-    c = start_cluster(workdir / "shell-reset")
+    c = start_cluster(workdir / "shell-reset", s)
     s1 = c.secondaries["s1"]
     out = []
     try:
@@ -404,7 +407,7 @@ def waits_case(s: dict, workdir: Path) -> dict:
     n, clients, procs = s["waits"], s["wait_clients"], s["wait_procs"]
     log(f"shell waits: s2 killed -9, {n:,} POSTs w=3 timeout={WAIT_TIMEOUT_S:g} "
         f"from {clients} clients")
-    c = start_cluster(workdir / "shell-waits")
+    c = start_cluster(workdir / "shell-waits", s)
     try:
         c.secondaries["s2"].kill()
         pid = c.pids()["master"]
@@ -461,7 +464,6 @@ def run(args, out: dict) -> None:
     out["shell"] = res
     try:
         if s["ref"]:
-            # late import: bench.baseline imports this module
             from .trees import check_imports_from, rooted_at, worktree
             with worktree(s["ref"]) as (root, sha):
                 res["nodes_from"] = {"ref": s["ref"], "sha": sha,

@@ -94,10 +94,10 @@ def parser() -> Parser:
     p.flag("--discovery-interval", type=float, default=1.0,
            help="seconds between looks at the name server for secondaries")
     p.flag("--max-batch", type=int, default=10_000, help="most messages in one replicate call")
-    p.flag("--max-in-flight", type=int, default=8,
+    p.flag("--max-in-flight", type=int, default=16,
            help="most replicate calls out to one secondary at once (pipelining; 1: none)")
     p.flag("--pipeline-after", type=float, default=20.0,
-           help="milliseconds the oldest call to a secondary must have been out before a "
+           help="milliseconds the newest call to a secondary must have been out before a "
                 "further one goes (a fast secondary answers first and gets large batches)")
     p.flag("--startup-wait", type=float, default=2.0,
            help="at start, seconds to wait for every known secondary to say what it holds "

@@ -197,7 +197,7 @@ class MasterState:
         if sec.calls:
             out = first - 1 - sec.acked
             p = self.pipeline
-            if len(sec.calls) >= p.window or now - min(sec.calls.values()) < p.after \
+            if len(sec.calls) >= p.window or now - max(sec.calls.values()) < p.after \
                     or out >= p.max_messages:
                 return None
             room = min(room, p.max_messages - out)
@@ -225,7 +225,7 @@ class MasterState:
         p = self.pipeline
         if len(sec.calls) >= p.window or sec.next_seq - 1 - sec.acked >= p.max_messages:
             return None                   # only an answer makes room
-        return max(sec.retry_at, min(sec.calls.values()) + p.after)
+        return max(sec.retry_at, max(sec.calls.values()) + p.after)
 
     def on_answer(self, name: str, incarnation: str, ack: int, now: float,
                   log_id: Any = SAME, epoch: Any = SAME, sent: int = 0,
