@@ -96,7 +96,7 @@ def parser() -> Parser:
     p.flag("--max-batch", type=int, default=10_000, help="most messages in one replicate call")
     p.flag("--max-in-flight", type=int, default=16,
            help="most replicate calls out to one secondary at once (pipelining; 1: none)")
-    p.flag("--pipeline-after", type=float, default=20.0,
+    p.flag("--pipeline-after", type=float, default=50.0,
            help="milliseconds the newest call to a secondary must have been out before a "
                 "further one goes (a fast secondary answers first and gets large batches)")
     p.flag("--startup-wait", type=float, default=2.0,

@@ -37,5 +37,5 @@ class Pipeline:
     meanwhile. At most `window` calls and `max_messages` entries are out (a secondary holds
     back at most its --max-ahead past its ACK)."""
     window: int = 16
-    after: float = 0.02
+    after: float = 0.05
     max_messages: int = 10_000
