@@ -3,6 +3,7 @@
     replog append "hello world" -w 2          # one message; prints seq, acks, time taken
     seq 200 | replog append -                  # one message per line, with a progress bar
     replog list [--node secondary1|URL] [--from 10 --limit 5]
+    replog tail [-f] [--from SEQ] [--node URL]  # the last messages; -f: as they come
     replog health | replog nodes | replog watch
     replog demo iteration1|iteration2|iteration3|faults|all
 
@@ -291,6 +292,63 @@ def _pyro_messages(name: str, ns_host: str, ns_port: int, first: int | None,
     first = first or 1
     page = messages[first - 1:first - 1 + (limit or 1000)]
     return {"messages": page, "from": first, "next": first + len(page)}
+
+
+# -- tail ---------------------------------------------------------------------------------
+@cli.command(context_settings=CONTEXT)
+@click.option("-f", "--follow", is_flag=True,
+              help="keep printing messages as they are appended, until Ctrl-C; resumes "
+                   "where it stopped when the node restarts or the connection breaks")
+@click.option("--from", "first", type=click.IntRange(min=1),
+              help="first seq to show [default: the last --lines]")
+@click.option("-n", "--lines", "count", type=click.IntRange(min=0), default=10,
+              show_default=True, help="without --from: how many of the last messages to show")
+@click.option("--node", metavar="URL", envvar="REPLOG_NODE", show_envvar=True,
+              help="read from this node (http://host:port or host:port) first; the master "
+                   "is the fallback")
+@master_option
+@json_option
+def tail(follow: bool, first: int | None, count: int, node: str | None, master: str,
+         as_json: bool) -> None:
+    """Print the last messages with their seqs; -f: follow the log as it grows.
+
+    Without --from, the last --lines messages; -f then prints every new one as it is
+    appended (over the node's event stream), until Ctrl-C, and resumes without a gap or a
+    repeat when the node restarts or the connection breaks."""
+    from replog_client import Client, ReplogError
+
+    def show(seq: int, message: str) -> None:
+        if as_json:
+            emit_json({"seq": seq, "message": message})
+        else:
+            out.print(Text(f"{seq:>6}  ") + Text(str(message)))
+
+    urls = [node, master] if node else [master]
+    try:
+        client = Client(list(dict.fromkeys(urls)))
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--node/--master") from None
+    try:
+        with client:
+            if first is None:
+                h = client.health()
+                last = h.get("last_seq", h.get("messages", 0)) or 0
+                first = max(1, last - count + 1)
+            if follow:
+                for entry in client.follow(from_seq=first):
+                    show(entry.seq, entry.message)
+                return
+            while True:
+                page = client.read(from_seq=first, limit=1000)
+                for entry in page.entries():
+                    show(entry.seq, entry.message)
+                if not page.messages:
+                    return
+                first = page.next
+    except ReplogError as e:
+        fail(e.message)
+    except KeyboardInterrupt:
+        pass
 
 
 # -- health, watch ------------------------------------------------------------------------
