@@ -322,7 +322,8 @@ class Client:
     def health(self) -> dict[str, Any]:
         """The answering node's ``GET /health`` (the master's, once it is known)."""
         url, response = self._request("GET", "/health")
-        return self._answer(url, response, 200)
+        report: dict[str, Any] = self._answer(url, response, 200)
+        return report
 
     def follow(self, from_seq: int = 1, *, reconnects: int | None = None) -> Iterator[Entry]:
         """Every message from ``from_seq`` on, as it is appended: an endless iterator over

@@ -11,7 +11,7 @@ def backoff(attempt: int, base: float, cap: float, rand: Callable[[], float]) ->
     together do not retry together. ``attempt`` counts from 1."""
     if attempt < 1:
         raise ValueError(f"attempt counts from 1, got {attempt}")
-    return min(cap, base * 2 ** (attempt - 1)) * (0.5 + rand() / 2)
+    return float(min(cap, base * 2.0 ** (attempt - 1)) * (0.5 + rand() / 2))
 
 
 def retry_after(value: str | None, cap: float) -> float | None:
