@@ -389,7 +389,7 @@ def health(master: str, as_json: bool) -> None:
 @json_option
 def watch(interval: float, count: int | None, master: str, as_json: bool) -> None:
     """Redraw health and lag live until Ctrl-C (--json: one JSON line per look)."""
-    http = Http(master, timeout=max(2.0, interval * 4))
+    http = Http(master, timeout=max(2.0, interval * 4), retries=0)   # each look on time
 
     def look() -> tuple[dict | None, str]:
         try:
