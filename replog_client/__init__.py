@@ -1,6 +1,6 @@
 """replog_client: a Python client of replog over HTTP (no Pyro5 needed).
 
-On a cluster started with ``bash scripts/run.sh`` (master :5000, secondaries :5001, :5002)::
+On a fresh cluster (``bash scripts/run.sh --fresh``: master :5000, secondaries :5001, :5002)::
 
     from replog_client import Client
 
