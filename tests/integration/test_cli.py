@@ -259,3 +259,26 @@ def test_tail_f_follows_and_resumes_after_a_cut_and_a_node_restart():
     finally:
         proc.kill()
         second.close()
+
+
+def test_append_stdin_sends_batches_and_names_the_refused_line():
+    """Against a fake node that takes batches (until the server does): --batch lines per
+    POST, in order; a refused message is named by its line; nothing after it is sent."""
+    fake = FakeReplog()
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("REPLOG_")}
+    try:
+        r = run("append", "-", "--batch", "2", "--master", fake.url, input="a\nb\n\nc\n",
+                env=clean)
+        assert r.returncode == 0, r.stderr
+        assert "appended 3 messages" in r.stdout and "1 empty line" in r.stdout
+        assert [p["body"]["messages"] for p in fake.requests] == [["a", "b"], ["c"]]
+        assert fake.log.entries == ["a", "b", "c"]
+        fake.script(201, {"first_seq": 4, "seq": 5, "acks": 3, "w": 3})
+        fake.script(400, {"error": "every message must be a string", "index": 1})
+        r = run("append", "-", "--batch", "2", "--master", fake.url, input="d\ne\nf\ng\nh\n",
+                env=clean)
+        assert r.returncode == 1
+        assert "line 4: 400: every message must be a string (2 of 5 appended)" in r.stderr
+        assert len(fake.requests) == 4                  # the fifth line was never sent
+    finally:
+        fake.close()
