@@ -170,34 +170,40 @@ class Client:
         whatever its status but 3xx, 503 and 5xx (those are followed or retried here).
         Raises Unavailable or ReadOnly when the retries run out."""
         timeout = self.timeout if timeout is None else timeout
-        attempt, redirects = 0, 0
-        failed: set[str] = set()             # URLs that failed since the last backoff
+        attempt = 0
+        failed: set[str] = set()       # this round: no answer, or sent us to one without
+        not_master: set[str] = set()   # this round: answered 405, naming no master
+        redirects = 0                  # this round
         url = self._preferred
         problem = "no attempt made"
         while True:
+            if not url:                # every URL failed this round: back off, go again
+                attempt += 1
+                if attempt > self.retries:
+                    others = len(self.urls) - 1
+                    raise Unavailable(problem + (f" (and {others} other URL(s))" if others
+                                                 else "")) from None
+                self._sleep(self._backoff(attempt))
+                failed.clear()
+                not_master.clear()
+                redirects = 0
+                url = self._preferred
             try:
                 response = self._session().request(
                     method, url + path, json=body, params=params, timeout=timeout,
                     allow_redirects=False)
             except _CONNECTION_ERRORS as e:
                 problem = _describe(e, url, timeout)
-                redirects = 0
                 failed.add(url)
-                url = next((u for u in self._rotation() if u not in failed), "")
-                if url:
-                    continue                 # another node may answer: no wait
-                attempt += 1
-                if attempt > self.retries:
-                    raise Unavailable(problem + (f" (and {len(self.urls) - 1} other URL(s))"
-                                                 if len(self.urls) > 1 else ""),
-                                      url=None) from None
-                self._sleep(self._backoff(attempt))
-                failed.clear()
-                url = self._preferred
+                url = self._next_url(failed)     # another node may answer: no wait
                 continue
             status = response.status_code
             target = self._redirect_target(url, path, response, write)
             if target is not None:
+                if target in failed:             # sent to a node that just failed
+                    failed.add(url)
+                    url = self._next_url(failed)
+                    continue
                 redirects += 1
                 if redirects > self.max_redirects:
                     raise Unavailable(f"more than {self.max_redirects} redirects; last from "
@@ -205,26 +211,33 @@ class Client:
                 self._add_url(target)
                 self._preferred = url = target
                 continue
-            if status == 405 and write and method == "POST":
-                # a secondary that does not know the master: try another node
-                failed.add(url)
-                nxt = next((u for u in self._rotation() if u not in failed), "")
-                if nxt:
-                    url = nxt
+            if status == 405 and write:          # a secondary that knows no master
+                here = url
+                not_master.add(here)
+                failed.add(here)
+                url = self._next_url(failed)
+                if url or failed - not_master:   # another URL, or one worth a retry
                     continue
-                return url, response
+                return here, response            # every node says: not the master
             if status == 503 or (status >= 500 and status != 504):
-                redirects = 0
                 attempt += 1
                 if attempt > self.retries:
-                    body_ = _decode(response)
+                    answer = _decode(response)
                     cls = ReadOnly if status == 503 else ReplogError
-                    raise cls(error_text(status, body_), status, body_, url)
+                    raise cls(error_text(status, answer), status, answer, url)
                 wait = retry_after(response.headers.get("Retry-After"), self.retry_after_cap)
                 self._sleep(self._backoff(attempt) if wait is None else wait)
+                failed.clear()
+                not_master.clear()
+                redirects = 0
                 continue
             self._preferred = url
             return url, response
+
+    def _next_url(self, failed: set[str]) -> str:
+        """The next URL after the last one that answered that has not failed this round;
+        "" when none is left."""
+        return next((u for u in self._rotation() if u not in failed), "")
 
     @staticmethod
     def _redirect_target(url: str, path: str, response: requests.Response,

@@ -194,6 +194,31 @@ def test_a_node_that_does_not_answer_is_passed_over_for_the_next_url(fake):
         silent.close()
 
 
+def test_a_redirect_to_a_dead_master_backs_off_instead_of_going_round_for_ever():
+    secondary = FakeReplog(master_url=f"http://127.0.0.1:{closed_port()}")
+    try:
+        sleeps = Sleeps()
+        with client_of(secondary.url, retries=2, sleep=sleeps) as c:
+            with pytest.raises(Unavailable, match="cannot reach"):
+                c.append("master gone")
+        assert len(sleeps) == 2 and len(posts(secondary)) <= 2 * 3   # at most 2 a round
+    finally:
+        secondary.close()
+
+
+def test_a_405_is_final_only_when_no_other_node_might_be_the_master():
+    old = FakeReplog(master_url="http://unused", redirect_status=405)
+    try:
+        sleeps = Sleeps()
+        dead = f"http://127.0.0.1:{closed_port()}"
+        with client_of(dead, old.url, retries=1, sleep=sleeps) as c:
+            with pytest.raises(Unavailable):     # the dead one may be the master: retried
+                c.append("x")
+        assert len(sleeps) == 1
+    finally:
+        old.close()
+
+
 def test_no_node_answering_is_unavailable_after_the_retries():
     sleeps = Sleeps()
     urls = [f"http://127.0.0.1:{closed_port()}" for _ in range(2)]
