@@ -128,8 +128,12 @@ class CuttingProxy:
         except OSError:
             pass
         finally:
-            client.close()
-            upstream.close()
+            for sock in (client, upstream):    # shutdown wakes the pump blocked in recv
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                sock.close()
 
     @staticmethod
     def _pump(source: socket.socket, sink: socket.socket) -> None:
