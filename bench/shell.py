@@ -1,5 +1,4 @@
-"""The shell part of the benchmark (``python -m bench.shell [--quick]``, later ``python -m
-bench --only shell``): what the master's replication shell does around slow, stalled and
+"""The shell part of the benchmark (``python -m bench --only shell [--quick]``): what the master's replication shell does around slow, stalled and
 missing secondaries. It uses only the public HTTP API and process control, so the same code
 measures the current tree and any fix of it.
 
@@ -27,8 +26,6 @@ import json
 import math
 import multiprocessing as mp
 import shutil
-import signal
-import sys
 import tempfile
 import threading
 import time
@@ -390,9 +387,7 @@ def post_many(url: str, body: dict, count: int, clients: int, procs: int,
     per_proc = [count // procs + (1 if i < count % procs else 0) for i in range(procs)]
     threads = [clients // procs + (1 if i < clients % procs else 0) for i in range(procs)]
     counts: dict[str, int] = {}
-    # by its module's name: under `python -m bench.shell` this module is __main__, which a
-    # spawned child would look the function up in under another name
-    from .shell import post_batch as batch
+    batch = post_batch     # a module-level function: a spawned child imports it by name
     t0 = time.perf_counter()
     with cf.ProcessPoolExecutor(procs, mp_context=mp.get_context("spawn")) as ex:
         futs = [ex.submit(batch, url, body, n, t, budget_s)
@@ -542,32 +537,3 @@ def render(res: dict) -> str:
     for text, met in targets:
         lines.append(f"  [{'n/a' if met is None else ('met' if met else 'MISSED'):>6}] {text}")
     return "\n".join(lines)
-
-
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.shell", description=__doc__.split("\n")[0])
-    p.add_argument("--quick", action="store_true",
-                   help="small counts: 3 writes per writer, 1 reset trial, 2,000 timed-out POSTs")
-    p.add_argument("--out", default=None, help="JSON path (default bench/results/shell-<date>.json)")
-    p.add_argument("--keep-workdir", action="store_true", help="keep the clusters' logs")
-    add_args(p)
-    args = p.parse_args(argv)
-    # a plain kill must still stop the clusters: run the finally blocks
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    t0 = time.perf_counter()
-    from .common import REPO
-    from .report import git_commit
-    out: dict = {"meta": {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                          "commit": git_commit(), "python": sys.executable}}
-    run(args, out)
-    out["meta"]["duration_s"] = round(time.perf_counter() - t0, 1)
-    path = Path(args.out) if args.out else (
-        REPO / "bench" / "results" / f"shell-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}.json")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=2) + "\n")
-    print(f"\nJSON: {path}\ntook {out['meta']['duration_s']} s")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
