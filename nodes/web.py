@@ -184,7 +184,10 @@ def _read_routes(app: bottle.Bottle, node: Any) -> None:
         bottle.response.content_type = "text/event-stream; charset=utf-8"
         bottle.response.set_header("Cache-Control", "no-cache")
         bottle.response.set_header("X-Accel-Buffering", "no")     # proxies: do not buffer
-        return follow.stream(node, first, pause=lambda: gevent.sleep(0.0001))
+        # pause: yield to the event loop after every write, also with no wait (the pause
+        # with only one stream open): a timer, not sleep(0), so that sockets are polled first
+        # (see _stream)
+        return follow.stream(node, first, pause=lambda s: gevent.sleep(max(s, 0.0001)))
 
     app.route("/health", "GET", node.health)
 

@@ -1,6 +1,8 @@
 """The notifier that held long-polls and streams wait on (nodes/follow.py), on OS threads."""
 import threading
 
+import pytest
+
 from nodes.follow import Notifier, events, stream, wait_for
 from nodes.launcher import wait_until
 
@@ -137,10 +139,10 @@ def test_stream_sends_backlog_in_chunks_then_follows_then_ends_on_close():
     node = Node()
     node.append(*[f"m{i}" for i in range(1, 6)])
     pauses = []
-    out = stream(node, 2, keepalive=30, chunk=3, pause=lambda: pauses.append(1))
+    out = stream(node, 2, keepalive=30, chunk=3, pause=pauses.append)
     assert next(out) == ": from seq 2\n\n"
     assert next(out) == events(node.entries, 2, 4)
-    assert next(out) == events(node.entries, 5, 5) and pauses == [1]
+    assert next(out) == events(node.entries, 5, 5) and pauses == [0.0]   # alone: no wait
     threading.Timer(0.01, node.append, args=("m6",)).start()
     assert next(out) == events(node.entries, 6, 6)
     threading.Timer(0.01, node.follow.close).start()
@@ -154,3 +156,30 @@ def test_stream_sends_a_keepalive_comment_in_silence():
     assert next(out) == ": keep-alive\n\n"
     node.append("a")
     assert next(out) == events(["a"], 1, 1)
+
+
+def test_streams_wait_longer_between_writes_the_more_are_open():
+    node = Node()
+    node.append("a", "b")
+    pauses = []
+    many = [stream(node, 1, pause=pauses.append, cost=0.001) for _ in range(10)]
+    for s in many:
+        next(s)                                  # all ten open
+    assert node.follow.streams == 10
+    next(many[0])
+    node.append("c")
+    next(many[0])
+    assert pauses == [pytest.approx(0.009)]      # 9 others x cost, after its first write
+    for s in many:
+        s.close()
+    assert node.follow.streams == 0
+
+
+def test_events_are_encoded_once_for_every_stream_and_never_across_a_cut():
+    n = Notifier()
+    entries = ["a", "b"]
+    cache = n.encoded(entries)
+    assert events(entries, 1, 2, cache) == events(["a", "b"], 1, 2)
+    assert n.encoded(entries) is cache and set(cache) == {1, 2}
+    cut = ["a", "B"]                     # a sync made a new list: seq 2 holds another message
+    assert events(cut, 2, 2, n.encoded(cut)) == 'id: 2\ndata: "B"\n\n'
