@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(1) from None
 
     run_node(args, MasterAPI(master), rpc.MASTER_NAME,
-             master_app(master, args.max_body, args.allow_faults), on_stop=master.stop,
+             master_app(master, args.max_body, args.allow_faults, args.max_batch), on_stop=master.stop,
              on_bound=start)
 
 

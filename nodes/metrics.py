@@ -98,6 +98,13 @@ def _histogram(name: str, doc: str, labels: list[str],
     return family
 
 
+def _followers(node: Any) -> GaugeMetricFamily:
+    follow = getattr(node, "follow", None)
+    return GaugeMetricFamily("replog_http_followers", "GET /messages?wait= requests held and "
+                             "streams parked until the next message",
+                             value=0 if follow is None else follow.waiting)
+
+
 class MasterCollector(Collector):
     def __init__(self, master: Any) -> None:
         self.master = master
@@ -164,6 +171,7 @@ class MasterCollector(Collector):
                 ("replog_quorum_available_nodes", "nodes reachable (Healthy or Suspected, the "
                  "master included)", q["available"])):
             yield GaugeMetricFamily(metric, doc, value=value)
+        yield _followers(self.master)
 
 
 class SecondaryCollector(Collector):
@@ -183,6 +191,7 @@ class SecondaryCollector(Collector):
                 ("replog_secondary_fault_error_rate", "injected probability of an error after "
                  "storing", health["error_rate"])):
             yield GaugeMetricFamily(metric, doc, value=value)
+        yield _followers(self.secondary)
         for metric, doc, value in (
                 ("replog_secondary_replicate_calls", "replicate calls received", s.replicate_calls),
                 ("replog_secondary_received_messages", "messages in replicate calls received, "

@@ -24,6 +24,7 @@ from . import logs, rpc
 from .config import Parser, add_common, add_storage
 from .core.log import Refused, SecondaryLog
 from .core.validate import BadRequest, check_faults, check_messages
+from .follow import Notifier
 from .metrics import SecondaryStats
 from .secondary_api import SecondaryAPI
 from .secondary_faults import Faults, Reply, log_sync
@@ -78,6 +79,7 @@ class Secondary:
         # Entries in the store, and how many of them a commit covered (all, without a store).
         self._written = self._synced = self.log.ack
         self._durable = self._reply_of(self.log.ack)
+        self.follow = Notifier()   # advanced where the shown prefix grows (GET ?wait=, stream)
 
     @property
     def delay(self) -> float:
@@ -157,6 +159,7 @@ class Secondary:
         if self.store is not None:
             self._persist()
         with self.lock:
+            self.follow.advance(self._durable.ack)
             if self._syncs != syncs:
                 # The log was re-synced (maybe cut, maybe a new epoch) after this call was
                 # checked: its ACK would describe another log. The master retries after sync.

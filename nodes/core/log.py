@@ -66,18 +66,25 @@ class MasterLog:
         self._entries.append(message)
         seq = len(self._entries)
         if key is not None:
-            self._by_key[key] = seq
-            if len(self._by_key) > self.max_keys:
-                self._forget_old_keys()
-            if self._track:
-                self._unwritten_keys[seq] = key
+            self._remember(key, seq)
         return seq, True
 
-    def extend(self, messages: list[str]) -> tuple[int, int]:
-        """Append many messages; returns (first_seq, last_seq)."""
+    def extend(self, messages: list[str], key: str | None = None) -> tuple[int, int]:
+        """Append many messages; returns (first_seq, last_seq). A key names the whole batch
+        by its last seq (check seq_of() first: extend appends whatever it is given)."""
         first = len(self._entries) + 1
         self._entries.extend(messages)
-        return first, len(self._entries)
+        last = len(self._entries)
+        if key is not None:
+            self._remember(key, last)
+        return first, last
+
+    def _remember(self, key: str, seq: int) -> None:
+        self._by_key[key] = seq
+        if len(self._by_key) > self.max_keys:
+            self._forget_old_keys()
+        if self._track:
+            self._unwritten_keys[seq] = key
 
     def entries(self, first_seq: int, max_count: int, max_bytes: int) -> list[str]:
         """Up to max_count entries from first_seq on, stopping once max_bytes (of text) is

@@ -108,3 +108,21 @@ def test_replica_refuses_another_log_a_stale_epoch_or_far_ahead():
         with pytest.raises(Refused):
             r.check(*args)
     r.check("L", 3, 11)
+
+
+def test_master_log_batch_key_names_the_last_seq_and_is_written_with_it():
+    log = MasterLog(track_keys=True)
+    log.append("a")
+    assert log.extend(["b", "c", "d"], key="batch") == (2, 4)
+    assert log.seq_of("batch") == 4
+    # the group commit writes 1..4 as one record: the key goes with index 3 (seq 4)
+    assert log.take_keys(1, 4) == {3: "batch"}
+    assert log.take_keys(1, 4) == {}
+
+
+def test_master_log_batch_keys_are_bounded_like_single_ones():
+    log = MasterLog(max_keys=2)
+    log.extend(["a", "b"], key="k1")
+    log.append("c", key="k2")
+    log.extend(["d"], key="k3")
+    assert (log.seq_of("k1"), log.seq_of("k2"), log.seq_of("k3")) == (None, 3, 4)
