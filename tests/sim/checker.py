@@ -39,8 +39,9 @@ class Checker:
     def fail(self, what: str) -> None:
         sim = self.sim
         raise Violation(f"seed {sim.seed} ({sim.cfg.nodes} nodes) at t={sim.now:.3f}: {what}\n"
-                        f"  replay: python -m tests.sim --seed {sim.seed} "
-                        f"--nodes {sim.cfg.nodes}")
+                        f"  replay: python -m tests.sim --seed {sim.seed} --nodes {sim.cfg.nodes}"
+                        + "".join(f" --break {k}" for k, v in vars(sim.cfg.broken).items()
+                                  if v))
 
     # -- called by the nodes ----------------------------------------------------------------
     def after_step(self, node: "Node") -> None:
