@@ -50,13 +50,10 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Callable, Iterable
 
-SECONDARY, CANDIDATE, MASTER = "secondary", "candidate", "master"
-
-
 class Role(str, Enum):
-    SECONDARY = SECONDARY
-    CANDIDATE = CANDIDATE
-    MASTER = MASTER
+    SECONDARY = "secondary"
+    CANDIDATE = "candidate"
+    MASTER = "master"
 
 
 @dataclass(frozen=True)
