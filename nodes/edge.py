@@ -1,0 +1,118 @@
+"""The client plane's connection-level defences, used by nodes.web.create_http_server:
+HTTPS (a server certificate, e.g. one made by `python -m nodes.certs`) and read timeouts.
+
+Every connection is one greenlet. Without bounds, a client that opens a connection and says
+nothing, or sends its headers one byte every few seconds, holds that greenlet (and a slot of
+--max-connections) for ever. With Timeouts:
+
+- handshake: the TLS handshake must finish within `header` seconds;
+- idle: a kept-alive connection may wait `idle` seconds for its next request's first byte;
+- header: from that first byte, the request line and headers must arrive within `header`
+  seconds (else 408 and the connection is closed);
+- body: nodes.auth.Guard reads a request's body within `body` seconds (else 408);
+- every single socket read or write waits at most `idle` seconds (a client that stops
+  reading a response is dropped).
+"""
+from __future__ import annotations
+
+import socket
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+
+import gevent
+from gevent import pywsgi
+
+_TIMEOUT_408 = (b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Type: "
+                b"application/json\r\nContent-Length: 52\r\n\r\n"
+                b'{"error": "request headers were not sent in time"} ')
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    header: float = 10.0     # request line + headers, and the TLS handshake
+    body: float = 30.0       # the whole body (enforced by nodes.auth.Guard)
+    idle: float = 60.0       # between requests on a kept-alive connection; any one read/write
+
+
+class _SlowHeaders(Exception):
+    pass
+
+
+def server_context(cert: str | Path, key: str | Path) -> ssl.SSLContext:
+    """A TLS server context for the HTTP port: TLS 1.2+, no client certificate asked."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(str(cert), str(key))
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
+
+
+def https_files(args) -> tuple[str, str] | None:
+    """(cert, key) from --https-cert/--https-key or --https-dir DIR (DIR/node.crt and
+    DIR/node.key, the layout of `python -m nodes.certs`); None: no HTTPS."""
+    if getattr(args, "https_dir", ""):
+        d = Path(args.https_dir)
+        return str(d / "node.crt"), str(d / "node.key")
+    cert, key = getattr(args, "https_cert", ""), getattr(args, "https_key", "")
+    if cert or key:
+        if not (cert and key):
+            raise ValueError("--https-cert and --https-key go together")
+        return cert, key
+    return None
+
+
+class Handler(pywsgi.WSGIHandler):
+    """gevent's WSGI handler with the idle and header deadlines above; puts itself in the
+    environ (replog.handler) so that the Guard can drop a body it will not read."""
+
+    timeouts = Timeouts()
+
+    def read_requestline(self):
+        t = self.timeouts
+        # wait for the first byte as long as an idle connection may; then the clock runs
+        with gevent.Timeout(t.idle, socket.timeout("idle")):   # socket.error: a quiet close
+            if not self.rfile.peek(1):
+                return ""
+        self._header_timer = gevent.Timeout(t.header, _SlowHeaders())
+        self._header_timer.start()
+        return super().read_requestline()
+
+    def read_request(self, raw_requestline):
+        try:
+            return super().read_request(raw_requestline)
+        finally:
+            timer = self.__dict__.pop("_header_timer", None)
+            if timer is not None:
+                timer.close()
+
+    def handle_one_request(self):
+        try:
+            return super().handle_one_request()
+        except _SlowHeaders:
+            return ("408", _TIMEOUT_408)
+        finally:
+            timer = self.__dict__.pop("_header_timer", None)
+            if timer is not None:
+                timer.close()
+
+    def _handle_client_error(self, ex):
+        if isinstance(ex, _SlowHeaders):
+            return ("408", _TIMEOUT_408)
+        return super()._handle_client_error(ex)
+
+    def get_environ(self):
+        env = super().get_environ()
+        env["replog.handler"] = self
+        return env
+
+    def abandon_body(self) -> None:
+        """Close the connection after this response without reading the rest of the body
+        (gevent would otherwise read it to the end, for as long as the client trickles)."""
+        self.close_connection = True
+        body = getattr(self, "wsgi_input", None)
+        if body is not None:
+            try:
+                body._chunked_input_error = True     # gevent's "do not discard" state
+            except AttributeError:
+                pass
