@@ -97,6 +97,7 @@ class Limits:
     max_body: int = 1 << 20          # larger bodies are left to the app (413), not read here
 
 
+READ_PIECE = 16_384    # bytes of a body read at once
 _MAX_KEYS = 10_000     # most clients remembered for logging and buckets (memory stays bounded)
 
 
@@ -309,15 +310,25 @@ class Guard:
             self._abandon(environ)
             return True
         raw = environ["wsgi.input"]
+        left = n if n is not None else self.limits.max_body + 1
+        parts = []
         try:
             with gevent.Timeout(self.limits.body_timeout):
-                body = raw.read(n) if n is not None else raw.read(self.limits.max_body + 1)
+                # in pieces: a client that announces a large body and trickles it makes the
+                # node hold what arrived, not a buffer of the announced size
+                while left > 0:
+                    part = raw.read(min(left, READ_PIECE))
+                    if not part:
+                        break
+                    parts.append(part)
+                    left -= len(part)
         except gevent.Timeout:
             self._abandon(environ)
             logger.info("dropped {} {} from {}: its body did not arrive within {:g} s",
                         environ["REQUEST_METHOD"], environ.get("PATH_INFO"),
                         environ.get("REMOTE_ADDR"), self.limits.body_timeout)
             return False
+        body = parts[0] if len(parts) == 1 else b"".join(parts)
         environ["wsgi.input"] = io.BytesIO(body)
         if n is None:
             environ["CONTENT_LENGTH"] = str(len(body))
