@@ -48,6 +48,7 @@ PARTS = (
     Part("tls", "bench.tls"),
     Part("shell", "bench.shell", default=False),        # the master's shell (issue 18's figures)
     Part("baseline", "bench.baseline", default=False),  # this tree against --baseline REF
+    Part("security", "bench.security", default=False),  # HTTPS + tokens, hostile clients
 )
 
 # diagnostics last: it is never a default, and --help lists the parts in this order
