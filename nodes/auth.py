@@ -213,7 +213,8 @@ class Guard:
         if route.held is True:
             return True
         if route.held:
-            return f"{route.held}=" in environ.get("QUERY_STRING", "")
+            query = environ.get("QUERY_STRING", "")
+            return query.startswith(f"{route.held}=") or f"&{route.held}=" in query
         return False
 
     def log_once(self, key: tuple, message: str, *args: Any) -> None:

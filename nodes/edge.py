@@ -30,9 +30,10 @@ _TIMEOUT_408 = (b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-T
 
 @dataclass(frozen=True)
 class Timeouts:
-    header: float = 10.0     # request line + headers, and the TLS handshake
-    body: float = 30.0       # the whole body (enforced by nodes.auth.Guard)
+    header: float = 10.0     # request line + headers, and the TLS handshake (0: none)
+    body: float = 30.0       # the whole body (enforced by nodes.auth.Guard; 0: none)
     idle: float = 60.0       # between requests on a kept-alive connection; any one read/write
+                             # (0: none)
 
 
 COALESCE = 65_536   # bodies up to this size go out in the same send as the headers
@@ -74,10 +75,10 @@ class Handler(pywsgi.WSGIHandler):
     def read_requestline(self):
         t = self.timeouts
         # wait for the first byte as long as an idle connection may; then the clock runs
-        with gevent.Timeout(t.idle, socket.timeout("idle")):   # socket.error: a quiet close
+        with gevent.Timeout(t.idle or None, socket.timeout("idle")):   # socket.error: a quiet close
             if not self.rfile.peek(1):
                 return ""
-        self._header_timer = gevent.Timeout(t.header, _SlowHeaders())
+        self._header_timer = gevent.Timeout(t.header or None, _SlowHeaders())
         self._header_timer.start()
         return super().read_requestline()
 

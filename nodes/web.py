@@ -192,9 +192,9 @@ class _Server(pywsgi.WSGIServer):
     def wrap_socket_and_handle(self, client_socket, address):
         # HTTPS: the handshake runs in the connection's greenlet; bound it like the headers
         if self.timeouts is not None:
-            client_socket.settimeout(self.timeouts.idle)
+            client_socket.settimeout(self.timeouts.idle or None)
             try:
-                with gevent.Timeout(self.timeouts.header, socket.timeout("TLS handshake")):
+                with gevent.Timeout(self.timeouts.header or None, socket.timeout("TLS handshake")):
                     ssl_socket = self.wrap_socket(client_socket, **self.ssl_args)
             except (OSError, ValueError):
                 client_socket.close()
@@ -208,7 +208,7 @@ class _Server(pywsgi.WSGIServer):
     def handle(self, sock, address):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if self.timeouts is not None:
-            sock.settimeout(self.timeouts.idle)
+            sock.settimeout(self.timeouts.idle or None)
         return super().handle(sock, address)
 
     @property
