@@ -105,6 +105,14 @@ class Handler(pywsgi.WSGIHandler):
             return ("408", _TIMEOUT_408)
         return super()._handle_client_error(ex)
 
+    def finalize_headers(self):
+        """Say `Connection: close` when this response ends the connection (abandon_body):
+        a keep-alive client would otherwise send its next request into a closed socket."""
+        super().finalize_headers()
+        if (self.close_connection and self.request_version != "HTTP/1.0"
+                and not any(h.lower() == b"connection" for h, _ in self.response_headers)):
+            self.response_headers.append((b"Connection", b"close"))
+
     def _write_with_headers(self, data):
         """The status line, headers and a small body in ONE send (gevent sends the headers
         and then the body): with HTTPS every send is a TLS record and a Python-level trip

@@ -216,3 +216,43 @@ def test_pyro_client_without_certificate_is_told_how_to_get_one(sec):
     with pytest.raises(rpc.ClientCertificateRequired, match="client certificate"):
         with rpc.proxy(f"PYRONAME:replog.master@127.0.0.1:{sec.ns_port}", 2.0) as p:
             p.health()
+
+
+def test_a_node_without_a_token_file_warns_that_its_api_is_open(tight, sec):
+    log = tight.master.log_path.read_text()
+    assert log.count("the client API is OPEN") == 1
+    assert "client API is OPEN" not in sec.master.log_path.read_text()
+
+
+def test_plain_http_port_only_when_asked_for(tmp_path):
+    from nodes.launcher import free_port, http_json
+    c = LocalCluster(tmp_path / "logs", https=True)
+    c.start_nameserver()
+    try:
+        plain = free_port()
+        m = c.start_master([], plain_http_port=plain)
+        assert http_json("GET", m.url + "/health", ca=c.ca)[0] == 200              # HTTPS
+        assert http_json("GET", f"http://127.0.0.1:{plain}/health")[0] == 200      # and plain
+        assert "plain HTTP also on" in m.log_path.read_text()
+    finally:
+        c.close()
+
+
+def test_launcher_cli_with_https_and_tokens(tmp_path):
+    from .test_launcher import Launched
+    tfile = tmp_path / "tokens.json"
+    reader = tokens.add(tfile, "reader", ["read"])
+    cl = Launched(tmp_path, "--certs", str(tmp_path / "certs"), "--https", "--tokens", str(tfile))
+    try:
+        cl.wait_started()
+        assert f"https://127.0.0.1:{cl.base}" in cl.out
+        url = f"https://127.0.0.1:{cl.base}/health"
+        ca = str(tmp_path / "certs" / "ca.crt")
+        with requests.Session() as s:
+            s.trust_env = False
+            assert s.get(url, verify=ca, timeout=5).status_code == 401
+            r = s.get(url, verify=ca, timeout=5, headers={"Authorization": f"Bearer {reader}"})
+            assert r.status_code == 200 and r.json()["role"] == "master"
+        assert "client API: 2 token(s)" in cl.err + cl.out
+    finally:
+        cl.stop()

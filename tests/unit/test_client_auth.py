@@ -176,3 +176,20 @@ def test_body_is_handed_on_intact():
     guard = auth.Guard(_ok_app, None)
     body = json.dumps({"message": "x" * 1000}).encode()
     assert call(guard, _env("POST", "/messages", body=body))[2] == b"ok:" + body
+
+
+def test_certs_says_loudly_where_the_ca_key_went(tmp_path, capsys):
+    import subprocess
+    from nodes import certs
+    assert certs.main(["--out", str(tmp_path / "outside"), "--names", "a"]) == 0
+    err = capsys.readouterr().err
+    assert "WROTE THE CA PRIVATE KEY" in err and "NOT IGNORED" not in err
+    repo = tmp_path / "repo"
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    assert certs.main(["--out", str(repo / "keys"), "--names", "a"]) == 0
+    assert "AND NOT IGNORED" in capsys.readouterr().err
+    # in this repository the default folder is ignored
+    root = certs.Path(__file__).resolve().parents[2]
+    assert subprocess.run(["git", "-C", str(root), "check-ignore", "-q", "certs/ca.key"]).returncode == 0
+    assert subprocess.run(["git", "-C", str(root), "check-ignore", "-q",
+                           "deploy/swarm/certs/master/node.key"]).returncode == 0
