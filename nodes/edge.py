@@ -37,6 +37,9 @@ class Timeouts:
 
 
 COALESCE = 65_536   # bodies up to this size go out in the same send as the headers
+DISCARD_MAX = 16 << 20   # an unread body (refused, or over --max-body) up to this size is read
+                         # and dropped within the body deadline, so the client can read the
+                         # answer and keep the connection; a larger one closes it
 
 
 class _SlowHeaders(Exception):
@@ -104,6 +107,32 @@ class Handler(pywsgi.WSGIHandler):
         if isinstance(ex, _SlowHeaders):
             return ("408", _TIMEOUT_408)
         return super()._handle_client_error(ex)
+
+    def run_application(self):
+        try:
+            super().run_application()
+        finally:
+            self._discard_within_deadline()
+
+    def _discard_within_deadline(self) -> None:
+        """What the app left of the body, read and dropped within the body deadline (gevent
+        would read it after the answer for as long as the client takes): a client that sent
+        a body the node refused still reads the answer (it would get a broken pipe if the
+        node closed on its unread data); one that trickles is cut off."""
+        body = getattr(self, "wsgi_input", None)
+        if body is None or self.close_connection:
+            return
+        length = body.content_length or 0
+        if not body.chunked_input and body.position >= length:
+            return
+        if not body.chunked_input and length - body.position > DISCARD_MAX:
+            self.abandon_body()
+            return
+        try:
+            with gevent.Timeout(self.timeouts.body or None, _SlowHeaders()):
+                body._discard()
+        except (_SlowHeaders, OSError, ValueError):
+            self.abandon_body()
 
     def finalize_headers(self):
         """Say `Connection: close` when this response ends the connection (abandon_body):

@@ -256,3 +256,17 @@ def test_launcher_cli_with_https_and_tokens(tmp_path):
         assert "client API: 2 token(s)" in cl.err + cl.out
     finally:
         cl.stop()
+
+
+def test_a_refused_large_body_still_gets_its_answer(sec):
+    """The node drops the unread body (within the body deadline) instead of closing on it:
+    a client still sending would otherwise see a broken pipe instead of the 401 or 413."""
+    with session(sec) as s:
+        r = s.post(sec.master.url + "/messages", data=b"x" * (2 << 20), timeout=30,
+                   headers={"Content-Type": "application/json"})
+        assert r.status_code == 401
+        assert s.get(sec.master.url + "/", timeout=10).status_code == 200   # same session
+    with session(sec, sec.toks["append"]) as s:
+        r = s.post(sec.master.url + "/messages", data=b"x" * (2 << 20), timeout=30,
+                   headers={"Content-Type": "application/json"})
+        assert r.status_code == 413
