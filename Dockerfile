@@ -62,6 +62,7 @@ COPY nodes/ /app/nodes/
 COPY nameserver/ /app/nameserver/
 COPY examples/ /app/examples/
 COPY replog_cli/ /app/replog_cli/
+COPY replog_client/ /app/replog_client/
 RUN python -m compileall -q /app \
  && chmod -R a+rX,go-w /app \
  && install -d -o replog -g replog -m 0755 /certs \

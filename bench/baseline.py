@@ -1,4 +1,4 @@
-"""``python -m bench.baseline --baseline REF [--quick]``: the throughput cases of the current
+"""``python -m bench --only baseline --baseline REF [--quick]``: the throughput cases of the current
 tree beside those of a git ref, measured in the same run on the same machine.
 
 Figures from different runs on a shared 2-core machine differ by more than most changes do,
@@ -7,8 +7,8 @@ temporary ``git worktree add --detach`` of REF, and for R rounds (3, quick 1) ru
 tree, in the order baseline-current, current-baseline, ... (so a drift of the machine during
 the run does not favour either tree):
 
-- HTTP w=1 and w=3 appends/s and p99 (bench.run.load_case, the load generator of this tree);
-- the catch-up rate of a restarted secondary (bench.run.catchup_case, one trial per round).
+- HTTP w=1 and w=3 appends/s and p99 (bench.load.load_case, the load generator of this tree);
+- the catch-up rate of a restarted secondary (bench.catchup.catchup_case, one trial per round).
 
 Both trees' nodes run with this Python (sys.executable, the project's .venv), with the
 working directory at the tree's root: ``python -m nodes.master_node`` imports the nodes
@@ -20,14 +20,9 @@ worktree at the end, also on error or Ctrl-C.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
-import time
-from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -139,7 +134,7 @@ def measure(root: Path, args, workdir: Path) -> dict:
 def add_args(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("baseline comparison")
     g.add_argument("--baseline", default=None, metavar="REF",
-                   help=f"git ref to compare the current tree with (python -m bench.baseline: "
+                   help=f"git ref to compare the current tree with ("
                         f"default {DEFAULT_BASELINE}, main when the shell issue was measured)")
     g.add_argument("--baseline-rounds", type=int, default=None,
                    help="rounds of the baseline/current alternation (3, quick 1)")
@@ -216,33 +211,3 @@ def render(res: dict) -> str:
         lines.append(f"{name:<20}{c['better']:>7}{_n(c['baseline_sum']):>14}"
                      f"{_n(c['current_sum']):>13}{ratio:>10}  {rounds}")
     return "\n".join(lines)
-
-
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.baseline", description=__doc__.split("\n")[0])
-    p.add_argument("--quick", action="store_true", help="2 s per case, 10,000 catch-up, 1 round")
-    p.add_argument("--clients", type=int, default=None, help="concurrent clients (16)")
-    p.add_argument("--procs", type=int, default=None, help="load-generator processes (2)")
-    p.add_argument("--seconds", type=float, default=None, help="measured seconds per case (10, quick 2)")
-    p.add_argument("--warmup", type=float, default=None, help="warm-up seconds (1, quick 0.5)")
-    p.add_argument("--catchup", type=int, default=None, help="catch-up messages (100,000, quick 10,000)")
-    p.add_argument("--out", default=None, help="JSON path (default bench/results/baseline-<date>.json)")
-    p.add_argument("--keep-workdir", action="store_true", help="keep the clusters' logs")
-    add_args(p)
-    args = p.parse_args(argv)
-    # a plain kill must still remove the worktree and stop the clusters: run the finally blocks
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    t0 = time.perf_counter()
-    out: dict = {"meta": {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}}
-    run(args, out)
-    out["meta"]["duration_s"] = round(time.perf_counter() - t0, 1)
-    path = Path(args.out) if args.out else (
-        REPO / "bench" / "results" / f"baseline-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}.json")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=2) + "\n")
-    print(f"\nJSON: {path}\ntook {out['meta']['duration_s']} s")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

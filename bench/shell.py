@@ -1,5 +1,4 @@
-"""The shell part of the benchmark (``python -m bench.shell [--quick]``, later ``python -m
-bench --only shell``): what the master's replication shell does around slow, stalled and
+"""The shell part of the benchmark (``python -m bench --only shell [--quick]``): what the master's replication shell does around slow, stalled and
 missing secondaries. It uses only the public HTTP API and process control, so the same code
 measures the current tree and any fix of it.
 
@@ -27,8 +26,6 @@ import json
 import math
 import multiprocessing as mp
 import shutil
-import signal
-import sys
 import tempfile
 import threading
 import time
@@ -142,20 +139,23 @@ def settings(args) -> dict:
         "wait_clients": pick("shell_wait_clients", 128, 128),
         "wait_procs": max(1, pick("shell_wait_procs", 2, 2)),
         "ref": getattr(args, "shell_ref", None),
+        # --master-flag / --secondary-flag of python -m bench (e.g. max_in_flight=1)
+        "master_flags": dict(getattr(args, "master_flags", None) or {}),
+        "secondary_flags": dict(getattr(args, "secondary_flags", None) or {}),
     }
 
 
 # --------------------------------------------------------------------------- clusters
 
 
-def start_cluster(workdir: Path) -> Cluster:
+def start_cluster(workdir: Path, s: dict | None = None) -> Cluster:
     """bench.run.Cluster, but closed again if it fails to come up: its __init__ has started
     processes before wait_healthy can raise, and the caller never gets the object."""
     import nodes.launcher.procs as launcher
 
     c = Cluster.__new__(Cluster)
     try:
-        c.__init__(workdir, {}, {})
+        c.__init__(workdir, (s or {}).get("master_flags", {}), (s or {}).get("secondary_flags", {}))
         # with --shell-ref the nodes must run in the ref's worktree, not in this tree
         cwd = node_cwd(c.pids().get("master"))
         if cwd is None or Path(cwd).resolve() != Path(launcher.ROOT).resolve():
@@ -208,7 +208,7 @@ def slow_case(s: dict, workdir: Path) -> dict:
     """One cluster, s2 delayed; a run of the writers per w in s["slow_ws"]."""
     log(f"shell slow: s2 delayed {SLOW_DELAY_S:g} s, {s['writers']} writers x {s['writes']} "
         f"POSTs at w={','.join(map(str, s['slow_ws']))}")
-    c = start_cluster(workdir / "shell-slow")
+    c = start_cluster(workdir / "shell-slow", s)
     try:
         set_delay(c.secondaries["s2"].url, SLOW_DELAY_S)
         out = {}
@@ -297,7 +297,7 @@ def _bounded_poll(predicate, timeout: float, interval: float):
 def reset_case(s: dict, workdir: Path) -> dict:
     trials = s["reset_trials"]
     log(f"shell reset: s1 delay {RESET_STALL_DELAY_S:g} s, one w=1 POST, delay 0; {trials} trial(s)")
-    c = start_cluster(workdir / "shell-reset")
+    c = start_cluster(workdir / "shell-reset", s)
     s1 = c.secondaries["s1"]
     out = []
     try:
@@ -387,9 +387,7 @@ def post_many(url: str, body: dict, count: int, clients: int, procs: int,
     per_proc = [count // procs + (1 if i < count % procs else 0) for i in range(procs)]
     threads = [clients // procs + (1 if i < clients % procs else 0) for i in range(procs)]
     counts: dict[str, int] = {}
-    # by its module's name: under `python -m bench.shell` this module is __main__, which a
-    # spawned child would look the function up in under another name
-    from .shell import post_batch as batch
+    batch = post_batch     # a module-level function: a spawned child imports it by name
     t0 = time.perf_counter()
     with cf.ProcessPoolExecutor(procs, mp_context=mp.get_context("spawn")) as ex:
         futs = [ex.submit(batch, url, body, n, t, budget_s)
@@ -404,7 +402,7 @@ def waits_case(s: dict, workdir: Path) -> dict:
     n, clients, procs = s["waits"], s["wait_clients"], s["wait_procs"]
     log(f"shell waits: s2 killed -9, {n:,} POSTs w=3 timeout={WAIT_TIMEOUT_S:g} "
         f"from {clients} clients")
-    c = start_cluster(workdir / "shell-waits")
+    c = start_cluster(workdir / "shell-waits", s)
     try:
         c.secondaries["s2"].kill()
         pid = c.pids()["master"]
@@ -461,7 +459,6 @@ def run(args, out: dict) -> None:
     out["shell"] = res
     try:
         if s["ref"]:
-            # late import: bench.baseline imports this module
             from .trees import check_imports_from, rooted_at, worktree
             with worktree(s["ref"]) as (root, sha):
                 res["nodes_from"] = {"ref": s["ref"], "sha": sha,
@@ -540,32 +537,3 @@ def render(res: dict) -> str:
     for text, met in targets:
         lines.append(f"  [{'n/a' if met is None else ('met' if met else 'MISSED'):>6}] {text}")
     return "\n".join(lines)
-
-
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.shell", description=__doc__.split("\n")[0])
-    p.add_argument("--quick", action="store_true",
-                   help="small counts: 3 writes per writer, 1 reset trial, 2,000 timed-out POSTs")
-    p.add_argument("--out", default=None, help="JSON path (default bench/results/shell-<date>.json)")
-    p.add_argument("--keep-workdir", action="store_true", help="keep the clusters' logs")
-    add_args(p)
-    args = p.parse_args(argv)
-    # a plain kill must still stop the clusters: run the finally blocks
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    t0 = time.perf_counter()
-    from .common import REPO
-    from .report import git_commit
-    out: dict = {"meta": {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                          "commit": git_commit(), "python": sys.executable}}
-    run(args, out)
-    out["meta"]["duration_s"] = round(time.perf_counter() - t0, 1)
-    path = Path(args.out) if args.out else (
-        REPO / "bench" / "results" / f"shell-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}.json")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=2) + "\n")
-    print(f"\nJSON: {path}\ntook {out['meta']['duration_s']} s")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -11,8 +11,14 @@ from typing import Any, NoReturn
 import bottle
 
 
+def dumps(body: Any) -> str:
+    """A JSON answer's text: UTF-8 as it is, and a newline at the end (a shell prompt after
+    `curl` starts on its own line; line-oriented tools read one answer per line)."""
+    return json.dumps(body, ensure_ascii=False) + "\n"
+
+
 def _json(status: int, body: dict) -> bottle.HTTPResponse:
-    return bottle.HTTPResponse(json.dumps(body, ensure_ascii=False), status=status,
+    return bottle.HTTPResponse(dumps(body), status=status,
                                headers={"Content-Type": "application/json; charset=utf-8"})
 
 

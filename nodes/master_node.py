@@ -94,10 +94,10 @@ def parser() -> Parser:
     p.flag("--discovery-interval", type=float, default=1.0,
            help="seconds between looks at the name server for secondaries")
     p.flag("--max-batch", type=int, default=10_000, help="most messages in one replicate call")
-    p.flag("--max-in-flight", type=int, default=8,
+    p.flag("--max-in-flight", type=int, default=16,
            help="most replicate calls out to one secondary at once (pipelining; 1: none)")
-    p.flag("--pipeline-after", type=float, default=20.0,
-           help="milliseconds the oldest call to a secondary must have been out before a "
+    p.flag("--pipeline-after", type=float, default=50.0,
+           help="milliseconds the newest call to a secondary must have been out before a "
                 "further one goes (a fast secondary answers first and gets large batches)")
     p.flag("--startup-wait", type=float, default=2.0,
            help="at start, seconds to wait for every known secondary to say what it holds "
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(1) from None
 
     run_node(args, MasterAPI(master), rpc.MASTER_NAME,
-             master_app(master, args.max_body, args.allow_faults), on_stop=master.stop,
+             master_app(master, args.max_body, args.allow_faults, args.max_batch), on_stop=master.stop,
              on_bound=start)
 
 

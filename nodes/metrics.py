@@ -98,6 +98,13 @@ def _histogram(name: str, doc: str, labels: list[str],
     return family
 
 
+def _followers(node: Any) -> GaugeMetricFamily:
+    follow = getattr(node, "follow", None)
+    return GaugeMetricFamily("replog_http_followers", "GET /messages?wait= requests held and "
+                             "streams parked until the next message",
+                             value=0 if follow is None else follow.waiting)
+
+
 class MasterCollector(Collector):
     def __init__(self, master: Any) -> None:
         self.master = master
@@ -128,7 +135,7 @@ class MasterCollector(Collector):
         yield _histogram("replog_replicate_duration_seconds", "duration of an answered "
                          "replicate call", ["secondary"], stats.replicate_seconds)
 
-        peers = health["secondaries"]
+        secondaries = health["secondaries"]
         acked = GaugeMetricFamily("replog_secondary_acked_seq", "highest seq the secondary "
                                   "acknowledged (holds with no gap before it)",
                                   labels=["secondary"])
@@ -139,17 +146,21 @@ class MasterCollector(Collector):
                                 labels=["secondary"])
         status = StateSetMetricFamily("replog_secondary_status", "the master's view of the "
                                       "secondary's health", labels=["secondary"])
-        for name, p in peers.items():
+        in_flight = GaugeMetricFamily("replog_secondary_in_flight_calls", "replicate (or sync) "
+                                      "calls out to the secondary now (the pipeline)",
+                                      labels=["secondary"])
+        for name, p in secondaries.items():
             acked.add_metric([name], p["acked_seq"])
+            in_flight.add_metric([name], p["in_flight"])
             lag.add_metric([name], p["lag"])
             if p["last_answer_age"] is not None:
                 age.add_metric([name], p["last_answer_age"])
             status.add_metric([name], {s: p["status"] == s for s in STATUSES})
-        yield from (acked, lag, age, status)
+        yield from (acked, lag, age, status, in_flight)
         q = health["quorum"]
         for metric, doc, value in (
-                ("replog_read_only", "1 while the master refuses appends (no quorum, or "
-                 "still recovering)", int(bool(health["read_only"]))),
+                ("replog_read_only", "1 while the master refuses appends (no quorum, "
+                 "still recovering, or its disk failed)", int(bool(health["read_only"]))),
                 ("replog_log_messages", "messages in the master's log (its last seq)",
                  health["last_seq"]),
                 ("replog_waiting_appends", "appends waiting for their write concern",
@@ -160,6 +171,7 @@ class MasterCollector(Collector):
                 ("replog_quorum_available_nodes", "nodes reachable (Healthy or Suspected, the "
                  "master included)", q["available"])):
             yield GaugeMetricFamily(metric, doc, value=value)
+        yield _followers(self.master)
 
 
 class SecondaryCollector(Collector):
@@ -179,6 +191,7 @@ class SecondaryCollector(Collector):
                 ("replog_secondary_fault_error_rate", "injected probability of an error after "
                  "storing", health["error_rate"])):
             yield GaugeMetricFamily(metric, doc, value=value)
+        yield _followers(self.secondary)
         for metric, doc, value in (
                 ("replog_secondary_replicate_calls", "replicate calls received", s.replicate_calls),
                 ("replog_secondary_received_messages", "messages in replicate calls received, "

@@ -20,7 +20,7 @@ class SecondaryAPI:
 
     def replicate(self, log_id: str, epoch: int, first_seq: int, messages: list[str]) -> dict:
         """Store messages[i] at seq first_seq+i; the ACK is the highest gap-free seq. Only
-        for the log and epoch this replica synced with."""
+        for the log and epoch this secondary synced with."""
         tls.require_caller(tls.MASTER, "replicate")
         return self._s.replicate(log_id, epoch, first_seq, messages)
 

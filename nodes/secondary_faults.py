@@ -56,7 +56,7 @@ class Faults:
 
 @dataclass(frozen=True)
 class Reply:
-    """What the replica holds durably, as heartbeat() and history() report it. A new Reply
+    """What the secondary holds durably, as heartbeat() and history() report it. A new Reply
     is swapped in (one attribute assignment) after each commit or sync, so readers take it
     without a lock and never wait for a disk sync in progress."""
     incarnation: str

@@ -1,4 +1,4 @@
-"""A secondary: keeps a replica of the master's log and shows its gap-free prefix.
+"""A secondary: keeps a copy of the master's log and shows its gap-free prefix.
 
     python -m nodes.secondary_node --name secondary1 --http-port 5001 [--delay 2]
 """
@@ -22,8 +22,9 @@ from loguru import logger
 
 from . import logs, rpc
 from .config import Parser, add_common, add_storage
-from .core.log import Refused, ReplicaLog
+from .core.log import Refused, SecondaryLog
 from .core.validate import BadRequest, check_faults, check_messages
+from .follow import Notifier
 from .metrics import SecondaryStats
 from .secondary_api import SecondaryAPI
 from .secondary_faults import Faults, Reply, log_sync
@@ -40,7 +41,7 @@ def _caller() -> str:
 
 
 class Secondary:
-    """The secondary's service: a ReplicaLog, its durable store, fault injection.
+    """The secondary's service: a SecondaryLog, its durable store, fault injection.
 
     With a store, every message is written (and, with --fsync always, synced) before an ACK
     that covers it is returned or reported; held-back messages (after a gap) stay in memory
@@ -63,7 +64,7 @@ class Secondary:
         self.stats = SecondaryStats()      # read by GET /metrics (nodes/metrics.py)
         self.incarnation = uuid.uuid4().hex   # each process is a new incarnation
         self.faults = Faults(delay, error_rate, clock, rand)
-        self.log = ReplicaLog(max_ahead)
+        self.log = SecondaryLog(max_ahead)
         self.lock = threading.Lock()
         self.disk_lock = threading.Lock()
         self.store = store
@@ -78,6 +79,7 @@ class Secondary:
         # Entries in the store, and how many of them a commit covered (all, without a store).
         self._written = self._synced = self.log.ack
         self._durable = self._reply_of(self.log.ack)
+        self.follow = Notifier()   # advanced where the shown prefix grows (GET ?wait=, stream)
 
     @property
     def delay(self) -> float:
@@ -101,7 +103,7 @@ class Secondary:
 
     def sync(self, log_id: object, history: object, last_seq: object,
              new_log: bool = False) -> dict:
-        """Agree with the master's log (see ReplicaLog.sync) and persist the result."""
+        """Agree with the master's log (see SecondaryLog.sync) and persist the result."""
         if not isinstance(log_id, str) or not log_id or isinstance(last_seq, bool) \
                 or not isinstance(last_seq, int) or last_seq < 0:
             raise ValueError("sync needs a log id and a last seq")
@@ -157,6 +159,7 @@ class Secondary:
         if self.store is not None:
             self._persist()
         with self.lock:
+            self.follow.advance(self._durable.ack)
             if self._syncs != syncs:
                 # The log was re-synced (maybe cut, maybe a new epoch) after this call was
                 # checked: its ACK would describe another log. The master retries after sync.
@@ -189,7 +192,7 @@ class Secondary:
                     self._durable = self._reply_of(self._synced)
 
     def heartbeat(self, log_id: str | None = None, epoch: int | None = None) -> dict:
-        """What this replica holds (durably) and follows; changes nothing, waits for nothing."""
+        """What this secondary holds (durably) and follows; changes nothing, waits for nothing."""
         return self._durable.wire()
 
     def read(self, log_id: str, first_seq: int, limit: int) -> list[str]:
@@ -203,7 +206,7 @@ class Secondary:
             raise ValueError(f"limit must be an integer from 0 on, got {limit!r}")
         with self.lock:
             if log_id != self.log.log_id:
-                raise ValueError(f"this replica holds log {self.log.log_id}, not {log_id}")
+                raise ValueError(f"this secondary holds log {self.log.log_id}, not {log_id}")
             entries, count = self.log.snapshot(), self._shown()
         return entries[first_seq - 1:min(count, first_seq - 1 + min(limit, 100_000))]
 
@@ -216,7 +219,7 @@ class Secondary:
         return entries[:count]
 
     def snapshot(self) -> tuple[list[str], int]:
-        """(entry list, count) to read without the lock (see ReplicaLog.snapshot)."""
+        """(entry list, count) to read without the lock (see SecondaryLog.snapshot)."""
         with self.lock:
             return self.log.snapshot(), self._shown()
 

@@ -10,6 +10,7 @@ threads all cooperate on one event loop.
 from __future__ import annotations
 
 import json
+import math
 import time
 from typing import Any
 
@@ -21,18 +22,20 @@ import gevent
 from gevent import pool, pywsgi
 from loguru import logger
 
-from . import dashboard, edge, logs, metrics
+from . import dashboard, edge, follow, logs, metrics
 from .core.master import ReadOnly
-from .core.validate import BadRequest, parse_append, parse_faults
+from .core.validate import BadRequest, BatchRequest, parse_append, parse_faults
 from .core.concern import WriteConcernTimeout
-from .httpjson import _json, fail, note, read_body
+from .httpjson import _json, dumps, fail, note, read_body
 
 
 
 def json_app() -> bottle.Bottle:
     """A Bottle app whose every error (404, 405, 500, ...) is a JSON object, and which logs
     one line per request: DEBUG when it succeeded, INFO when it was refused."""
-    app = bottle.Bottle(autojson=True)
+    app = bottle.Bottle(autojson=False)
+    app.install(bottle.JSONPlugin(json_dumps=dumps))    # every JSON answer ends with "\n"
+    app.replog_on_stop = []    # called when the server stops, before it waits for requests
 
     def error_body(res: bottle.HTTPError) -> str:
         res.content_type = "application/json; charset=utf-8"
@@ -41,7 +44,7 @@ def json_app() -> bottle.Bottle:
             logger.opt(exception=res.exception).error("HTTP {} {}: {}", bottle.request.method,
                                                       bottle.request.path, res.exception)
         note(message)
-        return json.dumps({"error": message})
+        return dumps({"error": message})
 
     if logs.DEBUG:   # timings only when every request is logged: it costs on the hot path
         @app.hook("before_request")
@@ -68,18 +71,23 @@ def _content_type() -> str | None:
     return bottle.request.environ.get("CONTENT_TYPE")
 
 
-def master_app(master: Any, max_body: int, allow_faults: bool = False) -> bottle.Bottle:
+def master_app(master: Any, max_body: int, allow_faults: bool = False,
+               max_batch: int = 10_000) -> bottle.Bottle:
     app = json_app()
 
     @app.post("/messages")
     @metrics.measured(master.stats)
     def post_message():
         try:
-            req = parse_append(read_body(max_body), _content_type(), master.cluster_size, max_body)
+            req = parse_append(read_body(max_body), _content_type(), master.cluster_size,
+                               max_body, max_batch)
             bottle.request.environ["replog.w"] = req.w
-            result = master.append(req.message, req.w, req.timeout, req.key)
+            if isinstance(req, BatchRequest):
+                result = master.append_many(req.messages, req.w, req.timeout, req.key)
+            else:
+                result = master.append(req.message, req.w, req.timeout, req.key)
         except BadRequest as e:
-            fail(e.status, e.message)
+            fail(e.status, e.message, **e.extra)
         except ReadOnly as e:
             fail(503, f"read-only: {e}")
         except WriteConcernTimeout as e:
@@ -88,7 +96,7 @@ def master_app(master: Any, max_body: int, allow_faults: bool = False) -> bottle
             note(f"seq={result['seq']} w={req.w} acks={result['acks']}")
         bottle.response.status = 201
         bottle.response.content_type = "application/json; charset=utf-8"
-        return json.dumps(result)
+        return dumps(result)
 
     _read_routes(app, master)
     metrics.add_metrics_route(app, metrics.MasterCollector(master))
@@ -98,6 +106,7 @@ def master_app(master: Any, max_body: int, allow_faults: bool = False) -> bottle
 
 PAGE_MAX = 10_000      # most messages in one page of GET /messages?from=&limit=
 STREAM_CHUNK = 10_000  # messages encoded between two yields to the event loop
+WAIT_MAX = 30.0        # longest hold of GET /messages?wait=, in seconds
 
 
 def _int_param(name: str, default: int, low: int, high: int | None = None) -> int:
@@ -114,26 +123,71 @@ def _int_param(name: str, default: int, low: int, high: int | None = None) -> in
     return value
 
 
+def _wait_param() -> float | None:
+    text = bottle.request.query.get("wait")
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= WAIT_MAX:            # NaN fails this too
+        fail(400, f"'wait' must be a number of seconds above 0 and at most {WAIT_MAX:g}, "
+                  f"got {text!r}")
+    return value
+
+
+def _known_params(allowed: list[str]) -> None:
+    unknown = sorted(set(bottle.request.query) - set(allowed))
+    if unknown:
+        fail(400, f"unknown parameter(s) {unknown}; allowed: {allowed}")
+
+
 def _read_routes(app: bottle.Bottle, node: Any) -> None:
-    """GET /messages and GET /health, the same on master and secondary."""
+    """GET /messages (paged, held with ?wait=), GET /messages/stream and GET /health, the
+    same on master and secondary: what the node shows (the master: its durable prefix; a
+    secondary: its gap-free prefix)."""
+    app.replog_on_stop.append(node.follow.close)     # held requests and streams end
 
     @app.get("/messages")
     def get_messages():
-        unknown = sorted(set(bottle.request.query) - {"from", "limit"})
-        if unknown:
-            fail(400, f"unknown parameter(s) {unknown}; allowed: ['from', 'limit']")
-        paged = "from" in bottle.request.query or "limit" in bottle.request.query
+        _known_params(["from", "limit", "wait"])
+        query = bottle.request.query
+        paged = "from" in query or "limit" in query or "wait" in query
         first = _int_param("from", 1, 1)
         limit = _int_param("limit", 1000, 1, PAGE_MAX)
-        entries, count = node.snapshot()     # entries 1..count stay as they are: no lock
+        wait = _wait_param()
+        if wait is None:
+            entries, count = node.snapshot()  # entries 1..count stay as they are: no lock
+        else:                                 # held until entries from `first` on exist
+            entries, count = follow.wait_for(node, first, wait)
         bottle.response.content_type = "application/json; charset=utf-8"
         if paged:
             page = entries[first - 1:min(count, first - 1 + limit)]
-            return json.dumps({"messages": page, "from": first, "next": first + len(page)},
-                              ensure_ascii=False)
+            return dumps({"messages": page, "from": first, "next": first + len(page)})
         if count <= STREAM_CHUNK:
-            return json.dumps({"messages": entries[:count]}, ensure_ascii=False)
+            return dumps({"messages": entries[:count]})
         return _stream(entries, count)
+
+    @app.get("/messages/stream")
+    def stream_messages():
+        _known_params(["from"])
+        first = _int_param("from", 1, 1)
+        last_id = bottle.request.get_header("Last-Event-ID")
+        if last_id is not None:               # a reconnecting EventSource: it wins
+            try:
+                first = int(last_id.strip()) + 1
+            except ValueError:
+                first = 0
+            if first < 1:
+                fail(400, f"Last-Event-ID must be a seq (an integer from 0 on), got {last_id!r}")
+        bottle.response.content_type = "text/event-stream; charset=utf-8"
+        bottle.response.set_header("Cache-Control", "no-cache")
+        bottle.response.set_header("X-Accel-Buffering", "no")     # proxies: do not buffer
+        # pause: yield to the event loop after every write, also with no wait (the pause
+        # with only one stream open): a timer, not sleep(0), so that sockets are polled first
+        # (see _stream)
+        return follow.stream(node, first, pause=lambda s: gevent.sleep(max(s, 0.0001)))
 
     app.route("/health", "GET", node.health)
 
@@ -149,7 +203,7 @@ def _stream(entries: list[str], count: int):
         # such callbacks before it polls sockets again, so writers waited 50 chunks (~150 ms
         # measured). A timer, however short, lets the loop poll first.
         gevent.sleep(0.0001)
-    yield "]}"
+    yield "]}\n"
 
 
 def secondary_app(secondary: Any, max_body: int) -> bottle.Bottle:
@@ -210,6 +264,16 @@ class _Server(pywsgi.WSGIServer):
         if self.timeouts is not None:
             sock.settimeout(self.timeouts.idle or None)
         return super().handle(sock, address)
+
+    def stop(self, timeout=None) -> None:
+        """End held requests and streams first, so that they answer and close cleanly
+        instead of being killed when stop's grace period ends."""
+        for on_stop in getattr(self.application, "replog_on_stop", ()):
+            try:
+                on_stop()
+            except Exception:
+                logger.exception("stopping {}", on_stop)
+        super().stop(timeout)
 
     @property
     def effective_port(self) -> int:

@@ -2,6 +2,7 @@
 a --node argument names, the URLs a running cluster's secondaries are assumed to have."""
 from __future__ import annotations
 
+import json
 import urllib.parse
 from dataclasses import dataclass
 from typing import Any
@@ -124,3 +125,36 @@ def short_list(messages: list[Any], keep: int = 6) -> str:
     if len(messages) <= keep:
         return "[" + ", ".join(map(str, messages)) + "]"
     return f"[... {len(messages) - keep} more, " + ", ".join(map(str, messages[-keep:])) + "]"
+
+
+# A batch's messages, JSON-encoded, stay under this many bytes: well under the master's
+# default --max-body (1 MiB), so that a batch of long lines is not refused as a whole (413).
+BATCH_BYTES = 512 * 1024
+
+
+def batches(lines: list[str], size: int, max_bytes: int = BATCH_BYTES
+            ) -> list[tuple[int, list[str]]]:
+    """`append -`'s batches, in order: (index of the first line, lines), each at most
+    `size` lines and, unless one line alone is longer, at most `max_bytes` of JSON."""
+    out: list[tuple[int, list[str]]] = []
+    start, current, current_bytes = 0, [], 0
+    for i, line in enumerate(lines):
+        cost = len(json.dumps(line, ensure_ascii=False).encode()) + 2   # quotes', ", "
+        if current and (len(current) >= size or current_bytes + cost > max_bytes):
+            out.append((start, current))
+            start, current, current_bytes = i, [], 0
+        current.append(line)
+        current_bytes += cost
+    if current:
+        out.append((start, current))
+    return out
+
+
+def lines_label(start: int, count: int, index: int | None = None) -> str:
+    """Which input line(s) a refused batch names, 1-based: 'line 7' when the server named
+    the message (`index`) or the batch had one line, else 'lines 7-9'."""
+    if index is not None and 0 <= index < count:
+        return f"line {start + index + 1}"
+    if count == 1:
+        return f"line {start + 1}"
+    return f"lines {start + 1}-{start + count}"

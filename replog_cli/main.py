@@ -3,6 +3,7 @@
     replog append "hello world" -w 2          # one message; prints seq, acks, time taken
     seq 200 | replog append -                  # one message per line, with a progress bar
     replog list [--node secondary1|URL] [--from 10 --limit 5]
+    replog tail [-f] [--from SEQ] [--node URL]  # the last messages; -f: as they come
     replog health | replog nodes | replog watch
     replog demo iteration1|iteration2|iteration3|faults|all
 
@@ -100,16 +101,21 @@ def cli(master: str | None) -> None:
 @click.option("-c", "--concurrency", type=click.IntRange(1, 256), default=1, show_default=True,
               envvar="REPLOG_CONCURRENCY", show_envvar=True,
               help="POSTs in flight for lines; above 1 the lines' order in the log may differ")
+@click.option("--batch", type=click.IntRange(1, 10_000), default=1000, show_default=True,
+              envvar="REPLOG_BATCH", show_envvar=True,
+              help="lines per POST for lines (one request, one wait); 1: a POST per line")
 @click.option("--http-timeout", type=float, default=120.0, show_default=True,
               envvar="REPLOG_HTTP_TIMEOUT", show_envvar=True,
               help="seconds to wait for the master's answer")
 @master_option
 @json_option
 def append(text: tuple[str, ...], w: int | None, timeout: float | None, key: str | None,
-           file, concurrency: int, http_timeout: float, master: str, as_json: bool) -> None:
+           file, concurrency: int, batch: int, http_timeout: float, master: str,
+           as_json: bool) -> None:
     """Append TEXT (the words joined by spaces, like echo) as one message; print its seq,
     its acks and the time it took. `replog append -` (or --file F) appends every line of
-    standard input (of F) as one message, with a progress bar and the final rate."""
+    standard input (of F) as one message, in batches of --batch lines, with a progress bar
+    and the final rate."""
     if text == ("-",) and file is None:
         file = click.get_text_stream("stdin")
     if file is not None:
@@ -117,7 +123,7 @@ def append(text: tuple[str, ...], w: int | None, timeout: float | None, key: str
             raise click.UsageError("give TEXT or --file/-, not both")
         if key is not None:
             raise click.UsageError("--id names one message; it cannot go with --file/-")
-        _append_lines(file, w, timeout, concurrency, http_timeout, master, as_json)
+        _append_lines(file, w, timeout, concurrency, batch, http_timeout, master, as_json)
         return
     if not text:
         raise click.UsageError("nothing to append: give TEXT, or - to read standard input")
@@ -133,55 +139,87 @@ def append(text: tuple[str, ...], w: int | None, timeout: float | None, key: str
         out.print(fmt.append_line(reply.body, reply.seconds))
 
 
-def _append_lines(file, w, timeout, concurrency, http_timeout, master, as_json) -> None:
+def _old_master(e: ClientError) -> bool:
+    """A master from before batches refuses the field 'messages' as unknown."""
+    body = e.body if isinstance(e.body, dict) else {}
+    return (e.status == 400 and "index" not in body
+            and "unknown field" in str(body.get("error")) and "'messages'" in str(body))
+
+
+def _append_lines(file, w, timeout, concurrency, batch, http_timeout, master, as_json) -> None:
     lines = [line.rstrip("\r\n") for line in file]
     skipped = sum(1 for line in lines if not line)
     lines = [line for line in lines if line]
     local = threading.local()
-    done_lock = threading.Lock()
-    first_error: list[tuple[int, str]] = []
+    lock = threading.Lock()
+    first_error: list[tuple[int, str, str]] = []    # (line index, 'line N', server's message)
+    per_line = [batch == 1]                    # also when the master takes no batches
 
-    def send(index: int, line: str) -> None:
+    def http() -> Http:
+        if not hasattr(local, "http"):
+            local.http = Http(master, timeout=http_timeout)
+        return local.http
+
+    def refused(line_index: int, label: str, e: ClientError) -> ClientError:
+        with lock:
+            first_error.append((line_index, label, e.message))
+        return e
+
+    def send(start: int, chunk: list[str]) -> None:
         if first_error:
             return
-        if not hasattr(local, "http"):
-            local.http = Http(master)
-        try:
-            local.http.append(line, w, timeout, None, http_timeout)
-        except ClientError as e:
-            with done_lock:
-                first_error.append((index + 1, e.message))
-            raise
-        progress.advance(task)
+        if not per_line[0]:
+            try:
+                http().append_many(chunk, w, timeout)
+                progress.advance(task, len(chunk))
+                return
+            except ClientError as e:
+                if not _old_master(e):
+                    index = e.body.get("index") if isinstance(e.body, dict) else None
+                    index = index if isinstance(index, int) else None
+                    raise refused(start + (index or 0),
+                                  fmt.lines_label(start, len(chunk), index), e) from None
+                with lock:
+                    if not per_line[0]:
+                        per_line[0] = True
+                        err.print(Text("replog: this master takes no batches: one POST per "
+                                       "line", style="dim"))
+        for i, line in enumerate(chunk):
+            try:
+                http().append(line, w, timeout)
+            except ClientError as e:
+                raise refused(start + i, fmt.lines_label(start + i, 1), e) from None
+            progress.advance(task)
 
     t0 = time.perf_counter()
     progress = Progress(TextColumn("appending"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), console=err, disable=as_json)
     with progress:
         task = progress.add_task("append", total=len(lines))
-        with ThreadPoolExecutor(concurrency) as pool:
-            if concurrency == 1:
-                for i, line in enumerate(lines):
-                    try:
-                        send(i, line)
-                    except ClientError:
-                        break
-            else:
-                futures = [pool.submit(send, i, line) for i, line in enumerate(lines)]
+        chunks = fmt.batches(lines, batch)
+        if concurrency == 1:
+            for start, chunk in chunks:
+                try:
+                    send(start, chunk)
+                except ClientError:
+                    break
+        else:
+            with ThreadPoolExecutor(concurrency) as pool:
+                futures = [pool.submit(send, start, chunk) for start, chunk in chunks]
                 wait(futures, return_when=FIRST_EXCEPTION)
                 for f in futures:
                     f.cancel()
     seconds = time.perf_counter() - t0
     appended = int(progress.tasks[0].completed)
+    _, label, error = min(first_error) if first_error else (0, "", None)
     if as_json:
         emit_json({"appended": appended, "skipped_empty": skipped, "seconds": round(seconds, 6),
-                   "error": first_error[0][1] if first_error else None})
+                   "error": error})
     else:
         out.print(f"appended {fmt.rate(appended, seconds)}"
                   + (f"; {skipped} empty line(s) skipped" if skipped else ""))
-    if first_error:
-        line_no, message = min(first_error)
-        fail(f"line {line_no}: {message} ({appended} of {len(lines)} appended)")
+    if error:
+        fail(f"{label}: {error} ({appended} of {len(lines)} appended)")
 
 
 # -- list ---------------------------------------------------------------------------------
@@ -256,6 +294,63 @@ def _pyro_messages(name: str, ns_host: str, ns_port: int, first: int | None,
     return {"messages": page, "from": first, "next": first + len(page)}
 
 
+# -- tail ---------------------------------------------------------------------------------
+@cli.command(context_settings=CONTEXT)
+@click.option("-f", "--follow", is_flag=True,
+              help="keep printing messages as they are appended, until Ctrl-C; resumes "
+                   "where it stopped when the node restarts or the connection breaks")
+@click.option("--from", "first", type=click.IntRange(min=1),
+              help="first seq to show [default: the last --lines]")
+@click.option("-n", "--lines", "count", type=click.IntRange(min=0), default=10,
+              show_default=True, help="without --from: how many of the last messages to show")
+@click.option("--node", metavar="URL", envvar="REPLOG_NODE", show_envvar=True,
+              help="read from this node (http://host:port or host:port) first; the master "
+                   "is the fallback")
+@master_option
+@json_option
+def tail(follow: bool, first: int | None, count: int, node: str | None, master: str,
+         as_json: bool) -> None:
+    """Print the last messages with their seqs; -f: follow the log as it grows.
+
+    Without --from, the last --lines messages; -f then prints every new one as it is
+    appended (over the node's event stream), until Ctrl-C, and resumes without a gap or a
+    repeat when the node restarts or the connection breaks."""
+    from replog_client import Client, ReplogError
+
+    def show(seq: int, message: str) -> None:
+        if as_json:
+            emit_json({"seq": seq, "message": message})
+        else:
+            out.print(Text(f"{seq:>6}  ") + Text(str(message)))
+
+    urls = [node, master] if node else [master]
+    try:
+        client = Client(list(dict.fromkeys(urls)))
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--node/--master") from None
+    try:
+        with client:
+            if first is None:
+                h = client.health()
+                last = h.get("last_seq", h.get("messages", 0)) or 0
+                first = max(1, last - count + 1)
+            if follow:
+                for entry in client.follow(from_seq=first):
+                    show(entry.seq, entry.message)
+                return
+            while True:
+                page = client.read(from_seq=first, limit=1000)
+                for entry in page.entries():
+                    show(entry.seq, entry.message)
+                if not page.messages:
+                    return
+                first = page.next
+    except ReplogError as e:
+        fail(e.message)
+    except KeyboardInterrupt:
+        pass
+
+
 # -- health, watch ------------------------------------------------------------------------
 def health_table(h: dict, title: str | None = None) -> Table:
     table = Table(title=title, caption=Text(fmt.quorum_line(h)), caption_justify="left")
@@ -294,7 +389,7 @@ def health(master: str, as_json: bool) -> None:
 @json_option
 def watch(interval: float, count: int | None, master: str, as_json: bool) -> None:
     """Redraw health and lag live until Ctrl-C (--json: one JSON line per look)."""
-    http = Http(master, timeout=max(2.0, interval * 4))
+    http = Http(master, timeout=max(2.0, interval * 4), retries=0)   # each look on time
 
     def look() -> tuple[dict | None, str]:
         try:

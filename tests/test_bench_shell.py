@@ -1,5 +1,5 @@
 """bench/shell.py and bench/baseline.py: the pure pieces without processes, and one quick
-end-to-end run of ``python -m bench.shell --quick``.
+end-to-end run of ``python -m bench --only shell --quick``.
 
 Nothing asserts on speed: the figures depend on the machine and on the code under test
 (the shell part measures main and its fix alike). The smoke test checks that every figure
@@ -175,7 +175,8 @@ def test_baseline_case_args_defaults():
 def test_quick_shell_end_to_end(tmp_path, capsys):
     pytest.importorskip("psutil")
     out = tmp_path / "shell.json"
-    proc = subprocess.run([sys.executable, "-m", "bench.shell", "--quick", "--out", str(out)],
+    proc = subprocess.run([sys.executable, "-m", "bench", "--only", "shell", "--quick",
+                           "--no-chart", "--out", str(out)],
                           cwd=ROOT, capture_output=True, text=True, timeout=280)
     with capsys.disabled():   # CI's log shows the figures (nothing below asserts on them)
         print("\n" + proc.stdout, flush=True)

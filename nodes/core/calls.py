@@ -32,9 +32,10 @@ class Sync:
 @dataclass(frozen=True)
 class Pipeline:
     """Replicate calls out to one secondary at once. A further call goes out only once the
-    oldest has been out `after` seconds (a fast secondary answers first, so batches stay
-    large) and while fewer than `max_messages` entries are out (a secondary holds back at
-    most its --max-ahead past its ACK)."""
-    window: int = 8
-    after: float = 0.02
+    newest one has been out `after` seconds: a fast secondary answers first, so its batches
+    stay large, and a slow one gets a call every `after` at most, each carrying what arrived
+    meanwhile. At most `window` calls and `max_messages` entries are out (a secondary holds
+    back at most its --max-ahead past its ACK)."""
+    window: int = 16
+    after: float = 0.05
     max_messages: int = 10_000

@@ -1,4 +1,4 @@
-"""The two logs: the master's (assigns the total order) and a replica's (dedup + gap hold-back)."""
+"""The two logs: the master's (assigns the total order) and a secondary's (dedup + gap hold-back)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -66,18 +66,25 @@ class MasterLog:
         self._entries.append(message)
         seq = len(self._entries)
         if key is not None:
-            self._by_key[key] = seq
-            if len(self._by_key) > self.max_keys:
-                self._forget_old_keys()
-            if self._track:
-                self._unwritten_keys[seq] = key
+            self._remember(key, seq)
         return seq, True
 
-    def extend(self, messages: list[str]) -> tuple[int, int]:
-        """Append many messages; returns (first_seq, last_seq)."""
+    def extend(self, messages: list[str], key: str | None = None) -> tuple[int, int]:
+        """Append many messages; returns (first_seq, last_seq). A key names the whole batch
+        by its last seq (check seq_of() first: extend appends whatever it is given)."""
         first = len(self._entries) + 1
         self._entries.extend(messages)
-        return first, len(self._entries)
+        last = len(self._entries)
+        if key is not None:
+            self._remember(key, last)
+        return first, last
+
+    def _remember(self, key: str, seq: int) -> None:
+        self._by_key[key] = seq
+        if len(self._by_key) > self.max_keys:
+            self._forget_old_keys()
+        if self._track:
+            self._unwritten_keys[seq] = key
 
     def entries(self, first_seq: int, max_count: int, max_bytes: int) -> list[str]:
         """Up to max_count entries from first_seq on, stopping once max_bytes (of text) is
@@ -108,24 +115,24 @@ class StoreResult:
 
 
 class Refused(ValueError):
-    """A call the replica must not obey (another log, a stale epoch, too far ahead)."""
+    """A call the secondary must not obey (another log, a stale epoch, too far ahead)."""
 
 
 @dataclass(frozen=True)
 class SyncResult:
     keep: int                 # entries kept (the ACK after the sync)
     dropped: list[str]        # entries cut off the end: they are not in the master's log
-    new_log: bool             # the replica started over on another log (explicitly asked)
+    new_log: bool             # the secondary started over on another log (explicitly asked)
 
 
-class ReplicaLog:
+class SecondaryLog:
     """A secondary's copy. Stores by seq, drops duplicates, shows only the gap-free prefix.
 
     Holding 1, 2 and 4 it shows [1, 2] and holds 4 back until 3 arrives.
 
     It follows one log (log_id) and knows the epoch history of what it holds. The master
-    calls sync() before it replicates: the replica keeps what it shares with the master's
-    log and cuts the rest. A log with another id is adopted only by an empty replica or on
+    calls sync() before it replicates: the secondary keeps what it shares with the master's
+    log and cuts the rest. A log with another id is adopted only by an empty secondary or on
     the master's explicit new_log; replicate calls must carry the log id and epoch synced.
     """
 
@@ -159,7 +166,7 @@ class ReplicaLog:
             raise Refused("malformed epoch history")
         started_over = False
         if log_id != self.log_id and self._shown and not new_log:
-            raise Refused(f"this replica holds log {self.log_id} ({len(self._shown)} messages); "
+            raise Refused(f"this secondary holds log {self.log_id} ({len(self._shown)} messages); "
                           f"refusing log {log_id} without an explicit new log")
         if log_id != self.log_id:
             keep, started_over = 0, self.log_id is not None
@@ -176,7 +183,7 @@ class ReplicaLog:
         """Refuse a replicate call that is not for the log and epoch synced, or too far ahead
         (the hold-back map must stay bounded)."""
         if log_id != self.log_id or epoch != self.epoch:
-            raise Refused(f"not synced with log {log_id} epoch {epoch} (this replica follows "
+            raise Refused(f"not synced with log {log_id} epoch {epoch} (this secondary follows "
                           f"log {self.log_id} epoch {self.epoch}); the master must sync first")
         if first_seq > len(self._shown) + 1 + self.max_ahead:
             raise Refused(f"first_seq {first_seq} is more than {self.max_ahead} past the ack "

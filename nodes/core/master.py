@@ -137,12 +137,16 @@ class MasterState:
             self.durable = seq
         return self._wait_for(seq, created, w, token)
 
-    def append_many(self, messages: list[str], w: int, now: float, token: Any = None) -> Appended:
-        self._check_writable(now)
-        _, last = self.log.extend(messages)
-        if self.volatile:
-            self.durable = last
-        return self._wait_for(last, True, w, token)
+    def append_many(self, messages: list[str], w: int, now: float, token: Any = None,
+                    key: str | None = None) -> Appended:
+        """One wait, on the batch's last seq; a key names the batch by it (see append)."""
+        last = None if key is None else self.log.seq_of(key)
+        if created := last is None:
+            self._check_writable(now)
+            last = self.log.extend(messages, key)[1]
+            if self.volatile:
+                self.durable = last
+        return self._wait_for(last, created, w, token)
 
     def _check_writable(self, now: float) -> None:
         if self.failed is not None or self.recovering is not None:
@@ -197,7 +201,7 @@ class MasterState:
         if sec.calls:
             out = first - 1 - sec.acked
             p = self.pipeline
-            if len(sec.calls) >= p.window or now - min(sec.calls.values()) < p.after \
+            if len(sec.calls) >= p.window or now - max(sec.calls.values()) < p.after \
                     or out >= p.max_messages:
                 return None
             room = min(room, p.max_messages - out)
@@ -225,7 +229,7 @@ class MasterState:
         p = self.pipeline
         if len(sec.calls) >= p.window or sec.next_seq - 1 - sec.acked >= p.max_messages:
             return None                   # only an answer makes room
-        return max(sec.retry_at, min(sec.calls.values()) + p.after)
+        return max(sec.retry_at, max(sec.calls.values()) + p.after)
 
     def on_answer(self, name: str, incarnation: str, ack: int, now: float,
                   log_id: Any = SAME, epoch: Any = SAME, sent: int = 0,

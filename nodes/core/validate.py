@@ -7,19 +7,31 @@ from dataclasses import dataclass
 from typing import Any
 
 MAX_KEY_LENGTH = 256
-FIELDS = ("message", "w", "timeout", "id")
+FIELDS = ("message", "messages", "w", "timeout", "id")
 
 
 class BadRequest(Exception):
-    def __init__(self, message: str, status: int = 400) -> None:
+    """extra: more fields of the JSON error (a batch's bad element: its "index")."""
+
+    def __init__(self, message: str, status: int = 400, **extra: Any) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.extra = extra
 
 
 @dataclass(frozen=True)
 class AppendRequest:
     message: str
+    w: int
+    timeout: float | None = None
+    key: str | None = None
+
+
+@dataclass(frozen=True)
+class BatchRequest:
+    """POST /messages with "messages": all of them or none, one wait on the last seq."""
+    messages: list[str]
     w: int
     timeout: float | None = None
     key: str | None = None
@@ -53,9 +65,29 @@ def check_append(message: object, w: object, cluster_size: int, timeout: object 
     if not isinstance(message, str):
         raise BadRequest("'message' must be a string" if message is not None
                          else "'message' is required")
+    return AppendRequest(message, check_w(w, cluster_size), check_timeout(timeout),
+                         check_key(key))
+
+
+def check_key(key: object) -> str | None:
     if key is not None and (not isinstance(key, str) or not 0 < len(key) <= MAX_KEY_LENGTH):
         raise BadRequest(f"'id' must be a non-empty string of at most {MAX_KEY_LENGTH} characters")
-    return AppendRequest(message, check_w(w, cluster_size), check_timeout(timeout), key)
+    return key
+
+
+def check_batch(messages: object, max_batch: int) -> list[str]:
+    """A batch over HTTP: a non-empty list of strings, at most max_batch of them; a bad
+    element is named by its index."""
+    if not isinstance(messages, list) or not messages:
+        raise BadRequest("'messages' must be a non-empty list of strings")
+    if len(messages) > max_batch:
+        raise BadRequest(f"{len(messages)} messages in one request are over the limit of "
+                         f"{max_batch} (--max-batch)", 413)
+    for index, message in enumerate(messages):
+        if not isinstance(message, str):
+            raise BadRequest(f"'messages'[{index}] must be a string, got "
+                             f"{type(message).__name__}", index=index)
+    return messages
 
 
 def check_messages(messages: object) -> list[str]:
@@ -85,13 +117,20 @@ def parse_json_object(body: bytes, content_type: str | None, max_body: int) -> d
 
 
 def parse_append(body: bytes, content_type: str | None, cluster_size: int,
-                 max_body: int) -> AppendRequest:
+                 max_body: int, max_batch: int = 10_000) -> AppendRequest | BatchRequest:
+    """POST /messages: one message ("message") or a batch ("messages"), not both."""
     data = parse_json_object(body, content_type, max_body)
     unknown = sorted(set(data) - set(FIELDS))
     if unknown:
         raise BadRequest(f"unknown field(s) {unknown}; allowed: {list(FIELDS)}")
-    return check_append(data.get("message"), data.get("w"), cluster_size,
-                        data.get("timeout"), data.get("id"))
+    if "messages" not in data:
+        return check_append(data.get("message"), data.get("w"), cluster_size,
+                            data.get("timeout"), data.get("id"))
+    if "message" in data:
+        raise BadRequest("give either 'message' or 'messages', not both")
+    return BatchRequest(check_batch(data["messages"], max_batch),
+                        check_w(data.get("w"), cluster_size),
+                        check_timeout(data.get("timeout")), check_key(data.get("id")))
 
 
 FAULT_BOUNDS = {"delay": 3600.0, "error_rate": 1.0}   # a secondary's injected faults: 0..top

@@ -27,7 +27,7 @@ import bottle
 from .. import rpc
 from ..events import FEED, add_event
 from ..core.validate import BadRequest, check_faults
-from ..httpjson import fail, read_body
+from ..httpjson import dumps, fail, read_body
 from .tails import TAIL, TAIL_INTERVAL, TAIL_TIMEOUT, WATCH_FOR, MasterPeers, Tails
 
 __all__ = ["Tails", "cluster_view", "add_routes", "TAIL", "TAIL_INTERVAL", "TAIL_TIMEOUT",
@@ -99,7 +99,7 @@ def add_routes(app: bottle.Bottle, master: MasterView, allow_faults: bool) -> Ta
         except ValueError:
             fail(400, f"'after' must be an integer event id, got {text!r}")
         bottle.response.content_type = "application/json; charset=utf-8"
-        return json.dumps(cluster_view(master, tails, after, allow_faults), ensure_ascii=False)
+        return dumps(cluster_view(master, tails, after, allow_faults))
 
     @app.post("/cluster/faults")
     def faults():

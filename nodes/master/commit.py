@@ -5,6 +5,7 @@ gather, so one sync serves them all."""
 from __future__ import annotations
 
 import threading
+from typing import Callable
 
 from loguru import logger
 
@@ -13,8 +14,10 @@ from .shell import Shell
 
 
 class GroupCommit:
-    def __init__(self, shell: Shell, store: Store) -> None:
+    def __init__(self, shell: Shell, store: Store,
+                 advanced: Callable[[int], None] = lambda seq: None) -> None:
         self.shell, self.store = shell, store
+        self.advanced = advanced      # under the lock: the durable seq grew (followers)
         self.cond = threading.Condition(shell.lock)   # woken by appends
         self.written = shell.state.durable
 
@@ -45,6 +48,7 @@ class GroupCommit:
             with shell.lock:
                 self.written = last
                 state.on_durable(last)
+                self.advanced(last)
                 ready = shell.take()
             # No wake-up of the senders: they ship everything appended, synced here or not,
             # so the master's sync changes nothing they wait for.

@@ -2,10 +2,10 @@
 
     sender-NAME-K   `window` of them: each takes what the state machine says to send next
                     (a Batch after what is already out, or a Sync), makes the call on its own
-                    proxy, and reports the answer or the failure. With one call out, a second
-                    goes only once the first has been out Pipeline.after (see core/calls.py),
-                    so a slow secondary gets a call per round of writes and a fast one gets
-                    large batches.
+                    proxy, and reports the answer or the failure. With calls out, a further
+                    one goes only once the newest has been out Pipeline.after (see
+                    core/calls.py), so a slow secondary gets a call every `after` at most and
+                    a fast one gets large batches.
     heartbeat-NAME  a small heartbeat() call every interval; its answer (or its silence)
                     drives the health state, and a restarted secondary's new incarnation shows
                     up here within one interval.

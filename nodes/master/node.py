@@ -22,6 +22,7 @@ from ..core.concern import WriteConcernTimeout
 from ..core.health import HealthPolicy
 from ..core.master import MasterState, ReadOnly
 from ..core.progress import Backoff
+from ..follow import Notifier
 from ..storage.store import Store
 from .commit import GroupCommit
 from .link import Link
@@ -50,6 +51,7 @@ class Master:
         self.commit: GroupCommit | None = None
         self.links: dict[str, Link] = {}
         self._replicating = False
+        self.follow = Notifier()    # GET /messages?wait= and /messages/stream wait on it
 
     @property
     def log_id(self) -> str:
@@ -83,7 +85,8 @@ class Master:
             self._replicating = True
             names = list(self.state.secondaries)
             if self.store is not None:
-                self.commit = GroupCommit(self.shell, self.store)
+                self.commit = GroupCommit(self.shell, self.store, self.follow.advance)
+            self.follow.advance(self.state.durable)      # the log found by recovery
         if self.commit is not None:
             self.shell.spawn("flush", self.commit.loop)
         for name in names:
@@ -130,15 +133,21 @@ class Master:
             a = self.state.append(message, w, self.shell.clock(), key, wait)
             if a.created:
                 self._wake_writers()
+                self.follow.advance(self.state.durable)  # in memory: shown at once
         if not a.created:
             logger.info("append with id {!r} repeated: seq={}", key, a.seq)
         return self._await(a, wait, w, timeout)
 
-    def append_many(self, messages: list[str], w: int, timeout: float | None = None) -> dict:
+    def append_many(self, messages: list[str], w: int, timeout: float | None = None,
+                    key: str | None = None) -> dict:
         wait = Wait() if w > 1 or self.store is not None else None
         with self.lock:
-            a = self.state.append_many(messages, w, self.shell.clock(), wait)
-            self._wake_writers()
+            a = self.state.append_many(messages, w, self.shell.clock(), wait, key)
+            if a.created:
+                self._wake_writers()
+                self.follow.advance(self.state.durable)
+        if not a.created:
+            logger.info("batch with id {!r} repeated: seq={}", key, a.seq)
         return {"first_seq": a.seq - len(messages) + 1, **self._await(a, wait, w, timeout)}
 
     def _wake_writers(self) -> None:

@@ -25,7 +25,7 @@ def test_image_runs_as_non_root_and_has_only_runtime_code(image: str) -> None:
     assert info["cwd"] == "/app"
     assert info["prefix"] == "/opt/venv"
     assert info["unbuffered"] == "1"
-    assert info["app"] == ["examples", "nameserver", "nodes", "replog_cli"]
+    assert info["app"] == ["examples", "nameserver", "nodes", "replog_cli", "replog_client"]
     assert info["versions"] == ["5.17", "1.43", "0.13.4", "0.7.3"]
 
 

@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from nodes.launcher import LocalCluster, free_port
+from tests.fake_replog import FakeLog, FakeReplog
 from .conftest import FAST
 
 REPLOG = Path(sys.executable).with_name("replog")
-COMMANDS = ["append", "list", "health", "nodes", "watch", "demo"]
+COMMANDS = ["append", "list", "tail", "health", "nodes", "watch", "demo"]
 
 
 def run(*args, env=None, input=None, timeout=60):
@@ -199,3 +200,85 @@ def test_watch_stops_on_ctrl_c_and_sigterm(live, how):
         assert proc.returncode == 0
     finally:
         proc.kill()
+
+
+def test_append_stdin_in_batches_and_line_by_line_keep_the_order(live):
+    c, master, secs, env = live
+    lines = [f"batched {i}" for i in range(25)]
+    for flags in (["--batch", "10"], ["--batch", "1"]):
+        r = run("append", "-", "-w", "2", "--json", *flags, env=env, input="\n".join(lines))
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["appended"] == 25
+    log = json.loads(run("list", "--json", env=env).stdout)["messages"]
+    assert [m for m in log if m.startswith("batched")] == lines + lines
+
+
+def test_tail_prints_the_last_messages_and_from_a_seq(live):
+    c, master, secs, env = live
+    for i in range(3):
+        assert run("append", f"tail me {i}", "-w", "1", env=env).returncode == 0
+    log = json.loads(run("list", "--json", env=env).stdout)["messages"]
+    r = run("tail", "-n", "2", env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [f"{len(log) - 1:>6}  tail me 1", f"{len(log):>6}  tail me 2"]
+    r = run("tail", "--from", str(len(log)), "--json", "--node", secs[0].url, env=env)
+    assert r.returncode == 0, r.stderr
+    assert [json.loads(line) for line in r.stdout.splitlines()] == [
+        {"seq": len(log), "message": "tail me 2"}]
+    gone = run("tail", "--master", f"http://127.0.0.1:{free_port()}")
+    assert gone.returncode == 1 and "cannot reach" in gone.stderr and "Traceback" not in gone.stderr
+
+
+def test_tail_f_follows_and_resumes_after_a_cut_and_a_node_restart():
+    """Against fake nodes (until the real stream is on the server): the stream is cut in
+    the middle of an event, then the node goes away and another serves the same log; every
+    message shows once, in order."""
+    log = FakeLog()
+    log.append("one", "two", "three")
+    first = FakeReplog(log)
+    first.cut_stream_after = [2]
+    second = FakeReplog(log)
+    proc = subprocess.Popen([str(REPLOG), "tail", "-f", "--from", "2", "--json",
+                             "--node", first.url, "--master", second.url],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={k: v for k, v in os.environ.items()
+                                 if not k.startswith("REPLOG_")})
+    try:
+        seen = [json.loads(proc.stdout.readline()) for _ in range(2)]
+        first.close()                                   # the node restarts elsewhere
+        log.append("four")
+        seen += [json.loads(proc.stdout.readline()) for _ in range(1)]
+        assert seen == [{"seq": 2, "message": "two"}, {"seq": 3, "message": "three"},
+                        {"seq": 4, "message": "four"}]
+        streams = [r for r in first.requests + second.requests
+                   if r["path"] == "/messages/stream"]
+        assert [s["headers"].get("Last-Event-ID") for s in streams][:2] == [None, "3"]
+        proc.send_signal(subprocess.signal.SIGINT)
+        proc.communicate(timeout=10)
+        assert proc.returncode == 0
+    finally:
+        proc.kill()
+        second.close()
+
+
+def test_append_stdin_sends_batches_and_names_the_refused_line():
+    """Against a fake node that takes batches (until the server does): --batch lines per
+    POST, in order; a refused message is named by its line; nothing after it is sent."""
+    fake = FakeReplog()
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("REPLOG_")}
+    try:
+        r = run("append", "-", "--batch", "2", "--master", fake.url, input="a\nb\n\nc\n",
+                env=clean)
+        assert r.returncode == 0, r.stderr
+        assert "appended 3 messages" in r.stdout and "1 empty line" in r.stdout
+        assert [p["body"]["messages"] for p in fake.requests] == [["a", "b"], ["c"]]
+        assert fake.log.entries == ["a", "b", "c"]
+        fake.script(201, {"first_seq": 4, "seq": 5, "acks": 3, "w": 3})
+        fake.script(400, {"error": "every message must be a string", "index": 1})
+        r = run("append", "-", "--batch", "2", "--master", fake.url, input="d\ne\nf\ng\nh\n",
+                env=clean)
+        assert r.returncode == 1
+        assert "line 4: 400: every message must be a string (2 of 5 appended)" in r.stderr
+        assert len(fake.requests) == 4                  # the fifth line was never sent
+    finally:
+        fake.close()

@@ -152,3 +152,23 @@ def test_a_skip_inside_a_step_skips_the_scenario():
         n.step("kill", "x", lambda: (_ for _ in ()).throw(Skipped("no control")))
     n.run("faults", body)
     assert n.skipped == [("faults", "no control")] and n.exit_code() == 0
+
+
+def test_batches_cut_by_count_and_by_bytes_and_keep_the_order():
+    lines = [f"l{i}" for i in range(7)]
+    assert fmt.batches(lines, 3) == [(0, lines[0:3]), (3, lines[3:6]), (6, lines[6:])]
+    assert fmt.batches(lines, 1) == [(i, [line]) for i, line in enumerate(lines)]
+    assert fmt.batches([], 5) == []
+    big = "x" * 100
+    # each line costs its JSON (102 bytes) plus 2: two fit in 210 bytes, three do not
+    assert fmt.batches(["a", big, big, big, "b"], 10, max_bytes=210) == [
+        (0, ["a", big]), (2, [big, big]), (4, ["b"])]
+    assert fmt.batches(["a", "y" * 500, "b"], 10, max_bytes=210) == [
+        (0, ["a"]), (1, ["y" * 500]), (2, ["b"])]        # alone when it is too long anyway
+
+
+def test_lines_label_names_the_refused_line():
+    assert fmt.lines_label(4, 10, 2) == "line 7"
+    assert fmt.lines_label(4, 1) == "line 5"
+    assert fmt.lines_label(4, 3) == "lines 5-7"
+    assert fmt.lines_label(4, 3, 9) == "lines 5-7"       # an index outside the batch

@@ -44,9 +44,9 @@ class FakeMaster:
         return {"read_only": True, "last_seq": 7, "waiting": 2,
                 "quorum": {"size": 3, "needed": 2, "available": 1},
                 "secondaries": {"s1": {"status": "Suspected", "acked_seq": 5, "lag": 2,
-                                       "last_answer_age": 1.0},
+                                       "last_answer_age": 1.0, "in_flight": 3},
                                 "s2": {"status": "Unhealthy", "acked_seq": 0, "lag": 7,
-                                       "last_answer_age": None}}}
+                                       "last_answer_age": None, "in_flight": 0}}}
 
 
 def test_master_collector_reads_the_counters_and_health_at_scrape_time():
@@ -69,6 +69,7 @@ def test_master_collector_reads_the_counters_and_health_at_scrape_time():
                                           ("secondary", "s1")))] == 1
     assert s[("replog_secondary_status", (("replog_secondary_status", "Healthy"),
                                           ("secondary", "s1")))] == 0
+    assert s[("replog_secondary_in_flight_calls", (("secondary", "s1"),))] == 3
     assert s[("replog_read_only", ())] == 1
     assert s[("replog_waiting_appends", ())] == 2
     assert s[("replog_quorum_available_nodes", ())] == 1

@@ -116,7 +116,7 @@ def add_registered_parts(graph: dict[str, dict[str, int]]) -> None:
         graph["bench.parts"].setdefault(part.module, line)
 
 
-@pytest.mark.parametrize("package", ["bench", "nodes"])
+@pytest.mark.parametrize("package", ["bench", "nodes", "replog_client", "replog_cli"])
 def test_no_import_cycle(package):
     graph = import_graph(ROOT, package)
     if package == "bench":

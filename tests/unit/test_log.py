@@ -1,6 +1,6 @@
 import pytest
 
-from nodes.core.log import MasterLog, Refused, ReplicaLog
+from nodes.core.log import MasterLog, Refused, SecondaryLog
 
 
 def test_master_log_numbers_messages_from_one():
@@ -30,14 +30,14 @@ def test_master_log_extend_and_entries_respect_count_and_bytes():
 
 
 def test_replica_in_order_and_ack():
-    r = ReplicaLog()
+    r = SecondaryLog()
     res = r.store(1, ["a", "b"])
     assert (res.ack, res.stored, res.duplicates) == (2, 2, 0)
     assert r.messages() == ["a", "b"]
 
 
 def test_replica_drops_duplicates():
-    r = ReplicaLog()
+    r = SecondaryLog()
     r.store(1, ["a", "b"])
     res = r.store(1, ["a", "b", "c"])
     assert (res.ack, res.stored, res.duplicates) == (3, 1, 2)
@@ -47,7 +47,7 @@ def test_replica_drops_duplicates():
 
 
 def test_replica_holds_back_after_a_gap():
-    r = ReplicaLog()
+    r = SecondaryLog()
     r.store(1, ["m1", "m2"])
     res = r.store(4, ["m4"])
     assert res.ack == 2 and r.held_back == 1
@@ -60,7 +60,7 @@ def test_replica_holds_back_after_a_gap():
 
 
 def test_replica_reversed_delivery_converges():
-    r = ReplicaLog()
+    r = SecondaryLog()
     for seq in range(10, 0, -1):
         r.store(seq, [f"m{seq}"])
         assert r.messages() == ([] if seq > 1 else [f"m{i}" for i in range(1, 11)])
@@ -68,7 +68,7 @@ def test_replica_reversed_delivery_converges():
 
 
 def test_replica_batch_overlapping_prefix_and_gap():
-    r = ReplicaLog()
+    r = SecondaryLog()
     r.store(1, ["a"])
     r.store(5, ["e"])
     res = r.store(1, ["a", "b", "c"])
@@ -78,7 +78,7 @@ def test_replica_batch_overlapping_prefix_and_gap():
 
 
 def test_replica_sync_adopts_a_log_only_when_empty_or_explicitly_new():
-    r = ReplicaLog()
+    r = SecondaryLog()
     assert r.sync("one", [[1, 1]], 0).keep == 0 and r.log_id == "one"
     r.store(1, ["a", "b"])
     with pytest.raises(Refused):
@@ -89,7 +89,7 @@ def test_replica_sync_adopts_a_log_only_when_empty_or_explicitly_new():
 
 
 def test_replica_sync_keeps_the_common_prefix_and_cuts_the_rest():
-    r = ReplicaLog()
+    r = SecondaryLog()
     r.sync("L", [[1, 1]], 0)
     r.store(1, ["a", "b", "c", "d"])
     # the master restarted after seq 2 (epoch 2 from seq 3): c and d are not in its log
@@ -101,10 +101,28 @@ def test_replica_sync_keeps_the_common_prefix_and_cuts_the_rest():
 
 
 def test_replica_refuses_another_log_a_stale_epoch_or_far_ahead():
-    r = ReplicaLog(max_ahead=10)
+    r = SecondaryLog(max_ahead=10)
     r.sync("L", [[1, 1], [3, 1]], 0)
     r.check("L", 3, 1)
     for args in [("X", 3, 1), ("L", 2, 1), ("L", 3, 12)]:
         with pytest.raises(Refused):
             r.check(*args)
     r.check("L", 3, 11)
+
+
+def test_master_log_batch_key_names_the_last_seq_and_is_written_with_it():
+    log = MasterLog(track_keys=True)
+    log.append("a")
+    assert log.extend(["b", "c", "d"], key="batch") == (2, 4)
+    assert log.seq_of("batch") == 4
+    # the group commit writes 1..4 as one record: the key goes with index 3 (seq 4)
+    assert log.take_keys(1, 4) == {3: "batch"}
+    assert log.take_keys(1, 4) == {}
+
+
+def test_master_log_batch_keys_are_bounded_like_single_ones():
+    log = MasterLog(max_keys=2)
+    log.extend(["a", "b"], key="k1")
+    log.append("c", key="k2")
+    log.extend(["d"], key="k3")
+    assert (log.seq_of("k1"), log.seq_of("k2"), log.seq_of("k3")) == (None, 3, 4)

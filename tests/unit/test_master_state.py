@@ -231,3 +231,33 @@ def test_a_failed_call_sends_again_from_the_ack():
     assert st.next_batch("s1", now=0.02) is None           # backing off
     again = st.next_batch("s1", now=1.0)
     assert (again.first_seq, again.messages) == (1, ["m0", "m1", "m2", "m3"])
+
+
+def test_append_many_with_a_key_appends_once_and_waits_on_its_last_seq():
+    st = make()
+    first = st.append_many(["a", "b", "c"], 1, now=0.1, key="batch")
+    assert (first.seq, first.created) == (3, True) and st.durable == 3
+    again = st.append_many(["a", "b", "c"], 2, now=0.1, token="t", key="batch")
+    assert (again.seq, again.created) == (3, False) and again.wait_id is not None
+    assert st.log.last_seq == 3
+    st.on_answer("s1", "inst-s1", 3, now=0.2)
+    assert released(st) == ["t"]
+
+
+def test_repeated_batch_key_is_answered_while_read_only_and_a_new_one_is_refused():
+    st = make()
+    st.append_many(["a", "b"], 1, now=0.1, key="k")
+    again = st.append_many(["a", "b"], 1, now=10.0, key="k")
+    assert again.seq == 2 and not again.created
+    with pytest.raises(ReadOnly):
+        st.append_many(["x"], 1, now=10.0, key="other")
+    assert st.log.last_seq == 2 and st.log.seq_of("other") is None
+
+
+def test_append_many_on_a_durable_log_waits_for_the_disk():
+    st = make(volatile=False)
+    a = st.append_many(["a", "b"], 1, now=0.1, token="t", key="k")
+    assert a.wait_id is not None and st.durable == 0
+    assert st.log.take_keys(1, 2) == {1: "k"}
+    st.on_durable(2)
+    assert released(st) == ["t"]

@@ -81,3 +81,36 @@ def test_check_messages():
     for bad in ([], "ab", [1], None):
         with pytest.raises(BadRequest):
             check_messages(bad)
+
+
+def parse_batch(body, max_batch=5, cap=1 << 20):
+    return parse_append(json.dumps(body).encode(), CT, 3, cap, max_batch)
+
+
+def test_a_batch_takes_w_timeout_and_id():
+    from nodes.core.validate import BatchRequest
+    r = parse_batch({"messages": ["a", "b"], "w": 2, "timeout": 5, "id": "key"})
+    assert r == BatchRequest(["a", "b"], 2, 5.0, "key")
+    assert parse_batch({"messages": ["only"]}).w == 3
+
+
+@pytest.mark.parametrize("body,status,fragment,index", [
+    ({"messages": []}, 400, "non-empty list", None),
+    ({"messages": "abc"}, 400, "non-empty list", None),
+    ({"messages": None}, 400, "non-empty list", None),
+    ({"messages": {"0": "a"}}, 400, "non-empty list", None),
+    ({"messages": ["a", 1, "c"]}, 400, "'messages'[1]", 1),
+    ({"messages": ["a", "b", None]}, 400, "'messages'[2]", 2),
+    ({"messages": [["a"]]}, 400, "'messages'[0]", 0),
+    ({"messages": ["a"], "message": "b"}, 400, "not both", None),
+    ({"messages": ["a"] * 6}, 413, "--max-batch", None),
+    ({"messages": ["a"], "w": 4}, 400, "'w'", None),
+    ({"messages": ["a"], "timeout": 0}, 400, "'timeout'", None),
+    ({"messages": ["a"], "id": ""}, 400, "'id'", None),
+    ({"messages": ["a"], "extra": 1}, 400, "unknown field", None),
+])
+def test_a_bad_batch_is_refused_whole(body, status, fragment, index):
+    with pytest.raises(BadRequest) as e:
+        parse_batch(body)
+    assert e.value.status == status and fragment in e.value.message
+    assert e.value.extra == ({} if index is None else {"index": index})
