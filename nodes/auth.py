@@ -148,6 +148,12 @@ class Guard:
         self._logged: set[tuple] = set()
         self._lock = threading.Lock()
 
+    def __getattr__(self, name: str) -> Any:
+        """The wrapped app's attributes (nodes.web's server reads `replog_on_stop` there)."""
+        if name == "app":
+            raise AttributeError(name)
+        return getattr(self.app, name)
+
     # -- the parts, each usable on its own (the bench times `authorize`) --
 
     def authorize(self, route: Route, header: str) -> tuple[int, str, str | None]:
