@@ -116,7 +116,13 @@ class Stack(NodesOverHttp):
         env.update(env_overrides or {})
         self.env = env
         self.image = image
-        self.http = self.session()
+        self._http: requests.Session | None = None
+
+    @property
+    def http(self) -> requests.Session:     # once make_certs() made the CA and the tokens
+        if self._http is None:
+            self._http = self.session()
+        return self._http
 
     def session(self, token: str | None = "admin") -> requests.Session:
         """HTTPS trusting the stack's CA, with the token made by make-tokens.sh (None: none)."""
@@ -206,7 +212,8 @@ class Stack(NodesOverHttp):
         """docker stack rm, wait until its services, containers and network are gone, then
         remove its volumes and the certificates' folder. Returns what was still there at the
         deadline (empty lists: clean)."""
-        self.http.close()
+        if self._http is not None:
+            self._http.close()
         shutil.rmtree(self.certs, ignore_errors=True)
         shutil.rmtree(self.tokens, ignore_errors=True)
         run(["docker", "stack", "rm", self.name], check=False, timeout=60)
