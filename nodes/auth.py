@@ -92,7 +92,7 @@ def route_of(method: str, path: str) -> Route:
 class Limits:
     append_rate: float = 20_000.0    # appends (POST /messages) per second per token/address; 0: off
     append_burst: float = 0.0        # bucket size (0: one second's worth)
-    max_held: int = 256              # long-polls and streams open at once per token/address; 0: off
+    max_held: int = 1024             # long-polls and streams open at once per token/address; 0: off
     body_timeout: float = 30.0       # seconds to receive a request's whole body; 0: none
     max_body: int = 1 << 20          # larger bodies are left to the app (413), not read here
 

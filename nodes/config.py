@@ -106,7 +106,7 @@ def add_client_security(p: Parser) -> None:
                 "--tokens); over it: 429 with Retry-After; 0: no limit")
     p.flag("--append-burst", type=float, default=0.0,
            help="appends a token may send at once above --append-rate (0: one second's worth)")
-    p.flag("--max-held", type=int, default=256,
+    p.flag("--max-held", type=int, default=1024,
            help="long-polls and streams one token (or address) may hold open at once; 0: no "
                 "limit")
     p.flag("--header-timeout", type=float, default=10.0,

@@ -145,7 +145,7 @@ def tight(tmp_path_factory):
     c.start_nameserver()
     try:
         c.start_master([], append_rate=0.01, append_burst=3, header_timeout=0.5,
-                       body_timeout=0.5, idle_timeout=2)
+                       body_timeout=0.5, idle_timeout=2, max_held=2)
         yield c
     except BaseException:
         _show_logs(c)
@@ -270,3 +270,25 @@ def test_a_refused_large_body_still_gets_its_answer(sec):
         r = s.post(sec.master.url + "/messages", data=b"x" * (2 << 20), timeout=30,
                    headers={"Content-Type": "application/json"})
         assert r.status_code == 413
+
+
+def test_held_long_polls_and_streams_are_bounded_per_client(tight):
+    """--max-held 2: with two streams open, a third held request (stream or long-poll) is
+    429 while a plain read still answers; a long-poll that has answered gives its slot back."""
+    url = tight.master.url
+    with requests.Session() as a, requests.Session() as b, requests.Session() as s:
+        streams = [x.get(url + "/messages/stream?from=1000000", stream=True, timeout=30)
+                   for x in (a, b)]
+        assert [r.status_code for r in streams] == [200, 200]
+        for path in ("/messages/stream", "/messages?from=1000000&wait=5"):
+            r = s.get(url + path, timeout=30)
+            assert r.status_code == 429, (path, r.status_code, r.text)
+            assert r.headers["Retry-After"] == "1" and "long-polls/streams" in r.json()["error"]
+        assert s.get(url + "/messages", timeout=10).status_code == 200     # not held
+        streams[1].close()
+        b.close()
+    # the closed stream's slot comes back when the node notices (its next keep-alive write);
+    # a long-poll's when it answers: room for one at a time, whichever is free
+    with requests.Session() as s:
+        wait_until(lambda: s.get(url + "/messages?wait=0.1", timeout=30).status_code == 200, 60,
+                   what="a slot to be free again")
