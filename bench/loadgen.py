@@ -53,8 +53,9 @@ def make_payload(size: int, tag: str = "") -> str:
 class RawHTTPClient:
     """Minimal keep-alive HTTP/1.1 client for one fixed request."""
 
-    def __init__(self, host: str, port: int, request: bytes, timeout: float):
+    def __init__(self, host: str, port: int, request: bytes, timeout: float, tls=None):
         self.host, self.port, self.request, self.timeout = host, port, request, timeout
+        self.tls = tls      # an ssl.SSLContext for https:// (bench/security.py)
         self.sock: socket.socket | None = None
         self.buf = b""
 
@@ -62,6 +63,8 @@ class RawHTTPClient:
         self.close()
         s = socket.create_connection((self.host, self.port), timeout=self.timeout)
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.tls is not None:
+            s = self.tls.wrap_socket(s)
         self.sock = s
         self.buf = b""
 
@@ -140,11 +143,12 @@ class RawHTTPClient:
                 return b"".join(out)
 
 
-def build_request(host: str, port: int, path: str, body: bytes) -> bytes:
+def build_request(host: str, port: int, path: str, body: bytes, token: str = "") -> bytes:
     head = (
         f"POST {path} HTTP/1.1\r\n"
         f"Host: {host}:{port}\r\n"
-        "Content-Type: application/json\r\n"
+        + (f"Authorization: Bearer {token}\r\n" if token else "")
+        + "Content-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\n"
         "\r\n"
     )
@@ -170,14 +174,21 @@ class Stats:
 
 def _http_client_thread(args, idx, t_start, t_end, stats: Stats, ready: threading.Barrier):
     u = urlsplit(args.url)
-    host, port = u.hostname, u.port or 80
+    host, port = u.hostname, u.port or (443 if u.scheme == "https" else 80)
+    tls = None
+    if u.scheme == "https":
+        import ssl
+        tls = ssl.create_default_context(cafile=args.ca or None)
+        tls.check_hostname = False
     body = {"message": make_payload(args.size, f"c{os.getpid()}.{idx}")}
     if args.w:
         body["w"] = args.w
     if args.req_timeout:
         body["timeout"] = args.req_timeout
-    req = build_request(host, port, args.path, json.dumps(body, separators=(",", ":")).encode())
-    client = RawHTTPClient(host, port, req, timeout=max(30.0, 2 * (args.req_timeout or 0)))
+    req = build_request(host, port, args.path, json.dumps(body, separators=(",", ":")).encode(),
+                        os.environ.get("REPLOG_BENCH_TOKEN", ""))
+    client = RawHTTPClient(host, port, req, timeout=max(30.0, 2 * (args.req_timeout or 0)),
+                           tls=tls)
     lat = array("d")
     ok = 0
     try:
@@ -367,6 +378,8 @@ def parse_args(argv=None):
     p.add_argument("--mode", choices=["http", "pyro"], default="http")
     p.add_argument("--url", default="http://127.0.0.1:8000", help="HTTP base URL (http mode)")
     p.add_argument("--path", default="/messages")
+    p.add_argument("--ca", default="", help="CA file of an https:// --url's certificate "
+                                            "(the token, if any, comes in REPLOG_BENCH_TOKEN)")
     p.add_argument("--pyro-uri", default=None, help="PYRO:... or PYRONAME:... (pyro mode)")
     p.add_argument("--pyro-method", default="append")
     p.add_argument("--w", type=int, default=None, help="write concern (omitted when not given)")

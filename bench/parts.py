@@ -49,6 +49,7 @@ PARTS = (
     Part("shell", "bench.shell", default=False),        # the master's shell (issue 18's figures)
     Part("baseline", "bench.baseline", default=False),  # this tree against --baseline REF
     Part("follow", "bench.follow", default=False),      # long-polls, streams, HTTP batches
+    Part("security", "bench.security", default=False),  # HTTPS + tokens, hostile clients
 )
 
 # diagnostics last: it is never a default, and --help lists the parts in this order

@@ -161,6 +161,40 @@ def ensure(out: str | Path, names: list[str], hosts: tuple[str, ...] = ("localho
     return out
 
 
+def _git_exposed(path: Path) -> str | None:
+    """When `path` lies in a git work tree and git would add it (`git add -A`), that tree's
+    root; else None (not in a work tree, ignored, or no git)."""
+    import subprocess
+    try:
+        top = subprocess.run(["git", "-C", str(path.parent), "rev-parse", "--show-toplevel"],
+                             capture_output=True, text=True, timeout=5)
+        if top.returncode != 0:
+            return None
+        ignored = subprocess.run(["git", "-C", str(path.parent), "check-ignore", "-q",
+                                  str(path)], capture_output=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return None if ignored.returncode == 0 else top.stdout.strip()
+
+
+def warn_ca_key(key: Path) -> None:
+    """Say loudly where the CA's private key went: whoever holds it can issue certificates,
+    that is admit nodes and clients into the cluster."""
+    key = key.resolve()
+    lines = [f"WROTE THE CA PRIVATE KEY: {key}",
+             "Whoever holds it can issue certificates, i.e. join any cluster of this CA as a "
+             "node or client.",
+             "Keep it off the machines that run nodes and out of version control; in "
+             "production keep it offline or in a secrets manager (--ca-dir chooses where "
+             "it goes; docs/security.md)."]
+    exposed = _git_exposed(key)
+    if exposed:
+        lines.append(f"IT IS INSIDE THE GIT WORK TREE {exposed} AND NOT IGNORED: `git add -A` "
+                     "would commit it. Move it, or ignore it (add it to .gitignore).")
+    width = max(len(line) for line in lines)
+    print("!" * min(width, 100), *lines, "!" * min(width, 100), sep="\n", file=sys.stderr)
+
+
 def _days_left(cert: x509.Certificate) -> float:
     return (cert.not_valid_after_utc - _now()).total_seconds() / 86400
 
@@ -221,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     ca, created = CA.load_or_create(ca_dir, args.ca_days)
     print(f"{'created' if created else 'using'} CA {ca_dir / 'ca.crt'} "
           f"(expires {ca.cert.not_valid_after_utc:%Y-%m-%d})")
+    if created:
+        warn_ca_key(ca_dir / "ca.key")
     if ca_dir != out and not (out / "ca.crt").exists():
         _write(out / "ca.crt", _cert_pem(ca.cert))
     todo = names or [d.name for d in sorted(out.iterdir()) if (d / "node.crt").exists()]

@@ -84,6 +84,39 @@ def add_common(p: Parser) -> None:
     p.flag("--max-connections", type=int, default=10_000,
            help="most HTTP (and Pyro5) connections served at once; each is a greenlet")
     add_tls(p)
+    add_client_security(p)
+
+
+def add_client_security(p: Parser) -> None:
+    """The client plane: HTTPS, tokens, and the bounds against a hostile client
+    (nodes/edge.py, nodes/auth.py, docs/security.md)."""
+    p.flag("--https-dir", default="",
+           help="serve HTTPS on --http-port with DIR/node.crt and DIR/node.key (a folder made "
+                "by python -m nodes.certs, e.g. the node's --tls-dir)")
+    p.flag("--https-cert", default="", help="serve HTTPS with this certificate (PEM chain)")
+    p.flag("--https-key", default="", help="... and this private key (PEM)")
+    p.flag("--plain-http-port", type=int, default=None,
+           help="with HTTPS: also serve plain HTTP on this port (0: any free); off by default")
+    p.flag("--tokens", default="",
+           help="token file (python -m nodes.tokens add NAME --roles ... --file FILE): every "
+                "request needs Authorization: Bearer TOKEN with the route's role; changes are "
+                "picked up within 2 s; empty: the client API is open (a warning)")
+    p.flag("--append-rate", type=float, default=20_000.0,
+           help="appends (POST /messages) per second per token (per client address without "
+                "--tokens); over it: 429 with Retry-After; 0: no limit")
+    p.flag("--append-burst", type=float, default=0.0,
+           help="appends a token may send at once above --append-rate (0: one second's worth)")
+    p.flag("--max-held", type=int, default=1024,
+           help="long-polls and streams one token (or address) may hold open at once; 0: no "
+                "limit")
+    p.flag("--header-timeout", type=float, default=10.0,
+           help="seconds a client has for a request's line and headers (and a TLS handshake) "
+                "from its first byte; over: 408 and the connection closes")
+    p.flag("--body-timeout", type=float, default=30.0,
+           help="seconds a client has to send a request's whole body; over: 408")
+    p.flag("--idle-timeout", type=float, default=60.0,
+           help="seconds a kept-alive connection may wait for its next request (and any one "
+                "socket read or write may take)")
 
 
 def add_tls(p: Parser) -> None:

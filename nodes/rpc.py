@@ -26,6 +26,7 @@ NODE_SERIALIZER = "marshal"
 
 
 TLS_HANDSHAKE_TIMEOUT = 10.0   # seconds a connecting peer has to finish its TLS handshake
+_ROLE = "client"   # "node" once a node called configure(): only clients probe (see _explain)
 
 
 def configure(threadpool_size: int = 80, tls_dir: str | Path = "",
@@ -34,6 +35,8 @@ def configure(threadpool_size: int = 80, tls_dir: str | Path = "",
     With tls_dir (ca.crt, node.crt, node.key) every Pyro5 connection of this process, in
     and out, is mutual TLS; returns the certificate's name. Without it, a `role` other than
     "client" logs one warning that its node plane is unauthenticated."""
+    global _ROLE
+    _ROLE = role
     pyro_config.SERVERTYPE = "thread"
     pyro_config.THREADPOOL_SIZE = threadpool_size
     pyro_config.SOCK_NODELAY = True   # small replies must not wait for Nagle's algorithm
@@ -89,10 +92,63 @@ class PeerMismatch(Pyro5.errors.SecurityError):
     """The server's certificate names another node than the one we meant to reach."""
 
 
+class ClientCertificateRequired(Pyro5.errors.CommunicationError):
+    """A client without TLS reached a node (or name server) whose node plane is mutual TLS.
+    Pyro5 itself only says "Failed to locate the nameserver" or "receiving: not enough
+    data"; this says what is missing."""
+
+    def __init__(self, host: str, port: int) -> None:
+        super().__init__(
+            f"{host}:{port} requires a client certificate: the cluster's node plane is mutual "
+            "TLS. Get one issued by the cluster's CA (`python -m nodes.certs --out certs "
+            "--names client-NAME`, run where the CA key is) and call "
+            "nodes.rpc.configure_client('certs/client-NAME') before making proxies; "
+            "see docs/security.md")
+        self.host, self.port = host, port
+
+
+def speaks_tls(host: str, port: int, timeout: float = 2.0) -> bool:
+    """Does host:port answer a TLS ClientHello with a ServerHello? (A plain Pyro5 server
+    drops the connection at the first bytes it cannot parse.)"""
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    try:
+        with socket.create_connection((host, port), timeout) as sock:
+            with ctx.wrap_socket(sock) as tls_sock:
+                tls_sock.do_handshake()
+        return True
+    except ssl.SSLError as e:
+        # the server spoke TLS but wanted our certificate (TLS 1.2 refuses in the handshake)
+        return "CERTIFICATE" in str(e).upper() or "HANDSHAKE_FAILURE" in str(e).upper()
+    except OSError:
+        return False
+
+
+def _explain(error: Exception, host: str | None, port: int | None) -> None:
+    """Raise ClientCertificateRequired instead of `error` when that is what went wrong."""
+    if _ROLE != "client" or tls.enabled() or not host or not port:
+        return   # nodes never probe: a dead peer must not cost them a second connection
+    if speaks_tls(host, port):
+        raise ClientCertificateRequired(host, port) from error
+
+
 class NodeProxy(Pyro5.api.Proxy):
     """A proxy that, with TLS on, accepts a connection only when the server's certificate
     names the node the URI stands for (replog.master: master, replog.secondary.X: X, the
-    name server: nameserver), or `expect` when given."""
+    name server: nameserver), or `expect` when given. Without TLS, reaching a TLS node
+    raises ClientCertificateRequired."""
+
+    def _Proxy__pyroCreateConnection(self, replaceUri: bool = False,
+                                     connected_socket: Any = None) -> Any:
+        try:
+            return super()._Proxy__pyroCreateConnection(replaceUri, connected_socket)
+        except Pyro5.errors.PyroError as e:
+            uri = self._pyroUri
+            if not isinstance(e, ClientCertificateRequired):
+                _explain(e, uri.host, uri.port)   # PYRONAME: the name server's host:port
+            raise
 
     def _pyroValidateHandshake(self, response: Any) -> None:
         if not tls.enabled():
@@ -150,6 +206,8 @@ def locate_ns(host: str, port: int, timeout: float, wait: float = 0.0) -> Pyro5.
             ns._pyroTimeout = timeout
             ns.ping()
             return ns
+        except ClientCertificateRequired:
+            raise                      # no point waiting: it will not change
         except Pyro5.errors.PyroError as e:
             if time.monotonic() >= deadline:
                 raise

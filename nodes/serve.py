@@ -16,7 +16,7 @@ import Pyro5.api
 import Pyro5.errors
 from loguru import logger
 
-from . import rpc, tls
+from . import auth, edge, rpc, tls, tokens
 from .web import create_http_server
 
 PING_TIMEOUT = 1.0   # how long a registered node has to answer before its entry counts as stale
@@ -63,13 +63,22 @@ def run_node(args: Any, obj: Any, pyro_name: str, app: Any, on_stop: Any = None,
     before the node registers and answers HTTP."""
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _stop_before_serving)
+    app, context, timeouts = client_plane(args, app)
     try:
         server = create_http_server(app, args.host, args.http_port, args.max_connections,
-                                    args.max_body)
+                                    args.max_body, ssl_context=context, timeouts=timeouts)
     except OSError as e:
         fatal("HTTP port {}:{} is not available ({}): another process listens there; "
               "choose another with --http-port", args.host, args.http_port,
               e.strerror or e)
+    plain = None
+    if context is not None and getattr(args, "plain_http_port", None) is not None:
+        try:
+            plain = create_http_server(app, args.host, args.plain_http_port,
+                                       args.max_connections, args.max_body, timeouts=timeouts)
+        except OSError as e:
+            fatal("--plain-http-port {}:{} is not available ({})", args.host,
+                  args.plain_http_port, e.strerror or e)
     try:
         daemon = rpc.make_daemon(args.host, args.pyro_port, args.advertise_host)
     except (OSError, Pyro5.errors.CommunicationError) as e:
@@ -103,9 +112,19 @@ def run_node(args: Any, obj: Any, pyro_name: str, app: Any, on_stop: Any = None,
     threading.Thread(target=_keep_registered, args=(args, pyro_name, str(uri), stop),
                      name="registration", daemon=True).start()
 
-    logger.info("HTTP on http://{}:{}", args.host, server.effective_port)
+    logger.info("{} on {}://{}:{}", "HTTPS" if context else "HTTP",
+                "https" if context else "http", args.host, server.effective_port)
+    if plain is not None:
+        logger.warning("plain HTTP also on http://{}:{} (--plain-http-port)", args.host,
+                       plain.effective_port)
+        gevent.spawn(plain.run)
+    def stop_serving() -> None:
+        if plain is not None:
+            plain.stop()
+        server.stop()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        gevent.signal_handler(sig, server.stop)
+        gevent.signal_handler(sig, stop_serving)
     try:
         server.run()   # returns once SIGTERM/SIGINT closed it
     finally:
@@ -121,6 +140,40 @@ def run_node(args: Any, obj: Any, pyro_name: str, app: Any, on_stop: Any = None,
         if on_stop is not None:
             on_stop()
         daemon.shutdown()
+
+
+def client_plane(args: Any, app: Any) -> tuple[Any, Any, edge.Timeouts]:
+    """The HTTP app behind its Guard (tokens, limits, body deadline), the HTTPS context (or
+    None) and the connection timeouts, from the node's flags; ends the node with one line
+    when a file is missing or bad. Warns when the client API is open or tokens go in clear."""
+    try:
+        files = edge.https_files(args)
+        context = edge.server_context(*files) if files else None
+    except (ValueError, OSError) as e:
+        fatal("HTTPS: {} (--https-dir, or --https-cert and --https-key; python -m "
+              "nodes.certs makes them)", getattr(e, "strerror", None) or e)
+    store = None
+    if args.tokens:
+        try:
+            store = tokens.TokenStore(args.tokens)
+        except tokens.TokenFileError as e:
+            fatal("--tokens: {} (make it with `python -m nodes.tokens add NAME --roles "
+                  "append,read --file {}`)", e, args.tokens)
+        logger.info("client API: {} token(s) from {}, reloaded when it changes",
+                    len(store.tokens), args.tokens)
+        if context is None:
+            logger.warning("tokens over plain HTTP: anyone on the path can read them; serve "
+                           "HTTPS (--https-dir, or --https-cert/--https-key)")
+    else:
+        logger.warning("the client API is OPEN: anyone who reaches the HTTP port can append, "
+                       "read and (with --allow-faults) inject faults; give the node a token "
+                       "file with --tokens (python -m nodes.tokens, docs/security.md)")
+    limits = auth.Limits(append_rate=args.append_rate, append_burst=args.append_burst,
+                         max_held=args.max_held, body_timeout=args.body_timeout,
+                         max_body=args.max_body)
+    timeouts = edge.Timeouts(header=args.header_timeout, body=args.body_timeout,
+                             idle=args.idle_timeout)
+    return auth.Guard(app, store, limits), context, timeouts
 
 
 def _keep_registered(args: Any, pyro_name: str, uri: str, stop: threading.Event,

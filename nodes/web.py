@@ -22,7 +22,7 @@ import gevent
 from gevent import pool, pywsgi
 from loguru import logger
 
-from . import dashboard, follow, logs, metrics
+from . import dashboard, edge, follow, logs, metrics
 from .core.master import ReadOnly
 from .core.validate import BadRequest, BatchRequest, parse_append, parse_faults
 from .core.concern import WriteConcernTimeout
@@ -238,10 +238,31 @@ def secondary_app(secondary: Any, max_body: int) -> bottle.Bottle:
 
 class _Server(pywsgi.WSGIServer):
     """gevent's WSGI server with TCP_NODELAY: a response written in two parts (headers,
-    body) must not wait for the client's delayed ACK (40 ms)."""
+    body) must not wait for the client's delayed ACK (40 ms). With edge.Timeouts, every
+    socket operation and the TLS handshake are bounded (see nodes/edge.py)."""
+
+    timeouts: edge.Timeouts | None = None
+
+    def wrap_socket_and_handle(self, client_socket, address):
+        # HTTPS: the handshake runs in the connection's greenlet; bound it like the headers
+        if self.timeouts is not None:
+            client_socket.settimeout(self.timeouts.idle or None)
+            try:
+                with gevent.Timeout(self.timeouts.header or None, socket.timeout("TLS handshake")):
+                    ssl_socket = self.wrap_socket(client_socket, **self.ssl_args)
+            except (OSError, ValueError):
+                client_socket.close()
+                return None
+            try:
+                return self.handle(ssl_socket, address)
+            finally:
+                ssl_socket.close()
+        return super().wrap_socket_and_handle(client_socket, address)
 
     def handle(self, sock, address):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.timeouts is not None:
+            sock.settimeout(self.timeouts.idle or None)
         return super().handle(sock, address)
 
     def stop(self, timeout=None) -> None:
@@ -264,11 +285,18 @@ class _Server(pywsgi.WSGIServer):
 
 
 def create_http_server(app: Any, host: str, port: int, max_connections: int = 10_000,
-                       max_body: int = 1 << 20) -> _Server:
+                       max_body: int = 1 << 20, ssl_context: Any = None,
+                       timeouts: "edge.Timeouts | None" = None) -> _Server:
     """A gevent WSGI server, bound now (.effective_port tells the port when port was 0);
     .run() serves until .stop(). Bodies are read lazily, so read_body refuses an oversized
-    one (413) from its Content-Length before anything is buffered; max_body is checked there."""
+    one (413) from its Content-Length before anything is buffered; max_body is checked there.
+    ssl_context: serve HTTPS (edge.server_context); timeouts: the read deadlines of
+    nodes/edge.py (None: none, as before)."""
+    kw: dict[str, Any] = {"ssl_context": ssl_context} if ssl_context is not None else {}
+    if timeouts is not None:
+        kw["handler_class"] = type("Handler", (edge.Handler,), {"timeouts": timeouts})
     server = _Server((host, port), app, spawn=pool.Pool(max_connections), log=None,
-                     error_log=logging.getLogger("gevent.pywsgi"))
+                     error_log=logging.getLogger("gevent.pywsgi"), **kw)
+    server.timeouts = timeouts
     server.init_socket()
     return server

@@ -45,6 +45,8 @@ MODULES = {"nameserver": "nameserver", "nodes.master_node": "master",
 TOOLS = {"nodes.certs"}
 # Variables that are not flags: the Kubernetes downward API, used to build REPLOG_* values.
 K8S_HELPER_VARS = {"POD_NAME", "POD_NAMESPACE"}
+# Read by the healthcheck (python -m nodes.probe), not by the node: the file of its token.
+PROBE_VARS = {"REPLOG_PROBE_TOKEN_FILE"}
 SAMPLE_NAMESPACE = "replog"
 
 
@@ -232,7 +234,7 @@ def test_every_file_starts_every_role() -> None:
 def test_every_variable_is_a_flag_of_the_node(node: Node) -> None:
     flags = flag_actions(node.role)
     for key in node.env:
-        if node.source == "k8s" and key in K8S_HELPER_VARS:
+        if (node.source == "k8s" and key in K8S_HELPER_VARS) or key in PROBE_VARS:
             continue
         assert key in flags, (f"{node.label} sets {key}, but {node.role} reads no such variable "
                               f"(it reads {sorted(flags)})")
@@ -317,8 +319,17 @@ def test_healthchecks_ask_the_nodes_own_http_port() -> None:
             assert f"locate_ns('127.0.0.1', {port}" in test, f"{node.label}: {test}"
             # TLS on: the ping needs the name server's own certificate
             assert "configure_client(os.environ.get('REPLOG_TLS_DIR'" in test, node.label
+        elif node.source == "stack":    # HTTPS with a token: nodes.probe reads the node's env
+            assert node.raw["healthcheck"]["test"] == ["CMD", "python", "-m", "nodes.probe"]
         else:
             assert "/health" in test and "os.environ['REPLOG_HTTP_PORT']" in test, node.label
+
+
+def test_the_probe_asks_the_nodes_own_https_port_with_its_token() -> None:
+    probe = (ROOT / "nodes" / "probe.py").read_text()
+    for var in ("REPLOG_HTTP_PORT", "REPLOG_HTTPS_DIR", "REPLOG_PROBE_TOKEN_FILE"):
+        assert f'os.environ.get("{var}"' in probe, var
+    assert "/health" in probe and "127.0.0.1" in probe
 
 
 # --- names ------------------------------------------------------------------------------------
@@ -441,7 +452,8 @@ def test_data_directories_are_volumes(node: Node) -> None:
 
 # Differ by design: how a node is named and addressed on each platform, and per-instance knobs.
 # (REPLOG_TLS_DIR: where each platform mounts the certificates; test_every_node_runs_tls checks it.)
-PER_PLATFORM = {"REPLOG_NAME", "REPLOG_ADVERTISE_HOST", "REPLOG_SECONDARIES", "REPLOG_TLS_DIR"}
+PER_PLATFORM = {"REPLOG_NAME", "REPLOG_ADVERTISE_HOST", "REPLOG_SECONDARIES", "REPLOG_TLS_DIR",
+                "REPLOG_HTTPS_DIR", "REPLOG_TOKENS", "REPLOG_PROBE_TOKEN_FILE"}
 
 
 @pytest.mark.parametrize("role", ["nameserver", "master", "secondary"])
@@ -540,9 +552,9 @@ def test_k8s_pods_are_probed_requested_and_run_as_the_images_user(node: Node) ->
             command = " ".join(spec["exec"]["command"])
             assert f"locate_ns('127.0.0.1', {node.sample_env['REPLOG_PORT']}" in command
             assert "configure_client(os.environ.get('REPLOG_TLS_DIR'" in command, node.label
-        else:
-            assert spec["httpGet"]["path"] == "/health", f"{node.label}: {probe}"
-            assert named[spec["httpGet"]["port"]] == int(node.sample_env["REPLOG_HTTP_PORT"])
+        else:   # HTTPS with the probe token (an httpGet probe would need it in the manifest)
+            assert spec["exec"]["command"] == ["python", "-m", "nodes.probe"], node.label
+            assert named["http"] == int(node.sample_env["REPLOG_HTTP_PORT"])
     if node.role != "nameserver":
         assert named["pyro"] == int(node.sample_env["REPLOG_PYRO_PORT"])
     assert {"cpu", "memory"} <= set(container["resources"]["requests"]), node.label
@@ -648,10 +660,65 @@ def test_every_node_runs_tls_with_its_own_certificate(node: Node) -> None:
             assert pod["securityContext"]["fsGroup"] == uid, f"{where}: the key for its group"
 
 
+TOKEN_SECRETS = {"tokens": "tokens.json", "probe-token": "probe.token"}
+
+
 def test_stack_secrets_come_from_one_certificates_folder() -> None:
-    """Every secret the stack defines is a file of nodes.certs' output folder, and is used."""
+    """Every secret the stack defines is a file of nodes.certs' output folder (or, for the
+    tokens, of deploy/swarm/make-tokens.sh's), and is used."""
     used = {ref["source"] for n in STACK_NODES for ref in n.raw.get("secrets", [])}
     assert used == set(STACK_DOC["secrets"])
     for key, spec in STACK_DOC["secrets"].items():
+        if key in TOKEN_SECRETS:
+            assert spec["file"] == "${REPLOG_TOKENS_DIR:-./tokens}/" + TOKEN_SECRETS[key]
+            continue
         assert re.fullmatch(r"\$\{REPLOG_CERTS_DIR:-\./certs\}/[a-z0-9-]+/(ca\.crt|node\.crt|node\.key)",
                             spec["file"]), (key, spec)
+
+
+# --- the client plane: HTTPS and tokens on Swarm and Kubernetes (docs/security.md) -----------
+
+def mounted_files(node: Node) -> dict[str, str]:
+    """Path in the container -> where it comes from (a stack secret or a k8s Secret's key)."""
+    out = {}
+    if node.source == "stack":
+        for ref in node.raw.get("secrets", []):
+            target = ref["target"]
+            out[target if target.startswith("/") else f"/run/secrets/{target}"] = ref["source"]
+        return out
+    pod = node.raw["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    for m in pod["containers"][0]["volumeMounts"]:
+        vol = volumes.get(m["name"], {})      # (a StatefulSet's claim templates: not here)
+        if "secret" in vol and "items" not in vol["secret"]:
+            out[m["mountPath"] + "/*"] = vol["secret"]["secretName"]
+    return out
+
+
+@pytest.mark.parametrize("node", [n for n in STACK_NODES + K8S_NODES if n.role != "nameserver"],
+                         ids=lambda n: n.label)
+def test_swarm_and_k8s_serve_https_with_tokens_by_default(node: Node) -> None:
+    env = node.env
+    # HTTPS with the node's own certificate: the folder of its node plane's TLS
+    assert env.get("REPLOG_HTTPS_DIR") == env.get("REPLOG_TLS_DIR"), node.label
+    assert not env.get("REPLOG_PLAIN_HTTP_PORT"), f"{node.label}: no plain HTTP port"
+    tokens = env.get("REPLOG_TOKENS")
+    probe = env.get("REPLOG_PROBE_TOKEN_FILE")
+    assert tokens and probe, f"{node.label}: REPLOG_TOKENS and REPLOG_PROBE_TOKEN_FILE"
+    files = mounted_files(node)
+    if node.source == "stack":
+        assert files.get(tokens) == "tokens" and files.get(probe) == "probe-token", files
+    else:
+        assert tokens.startswith("/tokens/") and probe.startswith("/tokens/")
+        assert files.get("/tokens/*") == "replog-tokens", files
+
+
+def test_only_the_client_api_is_published() -> None:
+    """Swarm publishes each node's HTTPS port and nothing else; Kubernetes exposes no Service
+    outside the cluster (clients come through kubectl port-forward or an Ingress of yours)."""
+    for node in STACK_NODES:
+        published = {container_port(p) for p in node.raw.get("ports", [])}
+        http = {int(node.sample_env["REPLOG_HTTP_PORT"])} if node.role != "nameserver" else set()
+        assert published == http, f"{node.label} publishes {published}"
+    for name, svc in k8s_services().items():
+        assert svc["spec"].get("type", "ClusterIP") == "ClusterIP", f"Service {name}"

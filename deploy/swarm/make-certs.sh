@@ -11,6 +11,8 @@
 #   --secondaries N  secondary1..secondaryN (default 5)
 #   --image IMAGE    the replog image that runs `python -m nodes.certs` (default
 #                    $REPLOG_IMAGE or replog:latest), so nothing but Docker is needed
+#   --hosts LIST     names and IPs clients use to reach the nodes' HTTPS ports, put in every
+#                    certificate (default localhost,127.0.0.1; add the hosts' names or IPs)
 #
 # Idempotent: what exists is kept (nodes.certs), so running it again with a larger N adds
 # certificates under the same CA. DIR/ca.key is the CA's key: it never becomes a secret;
@@ -21,12 +23,14 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 out="$here/certs"
 n=5
 image="${REPLOG_IMAGE:-replog:latest}"
+hosts="localhost,127.0.0.1"
 while [ $# -gt 0 ]; do
     case "$1" in
         --out) out="$2"; shift ;;
         --secondaries) n="$2"; shift ;;
         --image) image="$2"; shift ;;
-        -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --hosts) hosts="$2"; shift ;;
+        -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -40,5 +44,5 @@ out="$(cd "$out" && pwd)"
 # As the caller's user, so that the files (keys: mode 0600) are readable by the `docker` CLI
 # that reads them at deploy time.
 docker run --rm --user "$(id -u):$(id -g)" -v "$out:/certs" "$image" \
-    python -m nodes.certs --out /certs --names "$names"
+    python -m nodes.certs --out /certs --names "$names" --hosts "$hosts"
 echo "certificates for $names in $out"

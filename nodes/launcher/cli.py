@@ -42,6 +42,11 @@ def parser() -> Any:
     _env_flag(p, "--certs", "REPLOG_CERTS_OUT", str, "",
               "run the node plane over mutual TLS with the certificates in CERTS/NAME (what is "
               "missing is made, as python -m nodes.certs --out CERTS would); empty: plain TCP")
+    p.switch("--https", help="every node serves HTTPS with its certificate from --certs (or "
+                             "DATA_ROOT/https-certs); made if missing")
+    p.flag("--tokens", default="",
+           help="every node checks this token file (python -m nodes.tokens); the launcher "
+                "adds a token 'launcher' (role read) for its readiness checks")
     p.flag("--restart-delay", type=float, default=1.0,
            help="seconds before a restart; doubles (up to 30) while a node keeps dying "
                 "within 10 s of its start")

@@ -10,6 +10,7 @@ from typing import Any
 from .procs import Proc, _flags, free_port, wait_until
 
 PROBE_CERT = "client-launcher"   # the certificate of the launcher's own readiness probes
+PROBE_TOKEN = "launcher"         # the token (role read) of its HTTP readiness probes
 
 
 class LocalCluster:
@@ -17,10 +18,14 @@ class LocalCluster:
 
     def __init__(self, workdir: str | Path | None = None, python: str = sys.executable,
                  log_level: str = "INFO", logs_to_files: bool = True,
-                 tls_dir: str | Path | None = None) -> None:
+                 tls_dir: str | Path | None = None, https: bool = False,
+                 tokens: str | Path | None = None) -> None:
         """tls_dir: run the node plane over mutual TLS with the certificates in
         tls_dir/NAME (python -m nodes.certs layout); whatever is missing there (the CA, a
-        node's certificate) is made on the spot."""
+        node's certificate) is made on the spot.
+        https: every node serves HTTPS with its certificate from tls_dir (or, without it,
+        from WORKDIR/https-certs); tokens: every node checks this token file, and the
+        cluster adds a token `launcher` (role read) to it for its readiness probes."""
         self.tls_dir = Path(tls_dir) if tls_dir else None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="replog-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -29,6 +34,22 @@ class LocalCluster:
         self.logs_to_files = logs_to_files
         self.procs: dict[str, Proc] = {}
         self.ns_port: int | None = None
+        self.https_dir = (self.tls_dir or self.workdir / "https-certs") if https else None
+        self.tokens = Path(tokens) if tokens else None
+        self.probe_token: str | None = None
+        if self.tokens is not None:
+            from .. import tokens as tk
+            if self.tokens.exists():
+                tk.revoke(self.tokens, PROBE_TOKEN)
+            self.probe_token = tk.add(self.tokens, PROBE_TOKEN, ["read"])
+
+    @property
+    def ca(self) -> Path | None:
+        """The CA file of the nodes' HTTPS certificates (None without HTTPS)."""
+        if self.https_dir is None:
+            return None
+        from ..certs import ensure
+        return ensure(self.https_dir, []) / "ca.crt"
 
     def __enter__(self) -> "LocalCluster":
         return self
@@ -46,9 +67,19 @@ class LocalCluster:
                http_port: int | None) -> Proc:
         if self.tls_dir is not None and "tls_dir" not in options:
             options = {**options, "tls_dir": self.certs(name)}
+        if http_port is not None and self.https_dir is not None and "https_dir" not in options:
+            from ..certs import ensure
+            options = {**options, "https_dir": ensure(self.https_dir, [name]) / name}
+        if http_port is not None and self.tokens is not None and "tokens" not in options:
+            options = {**options, "tokens": self.tokens}
         argv = [self.python, "-m", module] + _flags(options)
         log = self.workdir / f"{name}.log" if self.logs_to_files else None
-        proc = Proc(name, argv, log, http_port).start()
+        proc = Proc(name, argv, log, http_port)
+        if options.get("https_dir"):
+            proc.scheme, proc.ca = "https", Path(options["https_dir"]) / "ca.crt"
+        if options.get("tokens"):
+            proc.token = self.probe_token
+        proc.start()
         self.procs[name] = proc
         return proc
 

@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -40,13 +41,22 @@ def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0
         time.sleep(interval)
 
 
-def http_json(method: str, url: str, body: Any = None, timeout: float = 10.0) -> tuple[int, Any]:
-    """A tiny stdlib HTTP client: (status, decoded JSON body)."""
+def http_json(method: str, url: str, body: Any = None, timeout: float = 10.0,
+              token: str | None = None, ca: str | Path | None = None) -> tuple[int, Any]:
+    """A tiny stdlib HTTP client: (status, decoded JSON body). token: sent as
+    `Authorization: Bearer`; ca: the CA file an https:// server's certificate must chain to
+    (host names are not checked: nodes.certs certificates name nodes, not addresses)."""
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method=method,
-                                 headers={"Content-Type": "application/json"} if data else {})
+    headers = {"Content-Type": "application/json"} if data else {}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
+    context = None
+    if url.startswith("https:"):
+        context = ssl.create_default_context(cafile=str(ca) if ca else None)
+        context.check_hostname = False
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
+        with urllib.request.urlopen(req, timeout=timeout, context=context) as resp:
             return resp.status, json.loads(resp.read() or b"null")
     except urllib.error.HTTPError as e:
         return e.code, json.loads(e.read() or b"null")
@@ -75,12 +85,15 @@ class Proc:
         self.argv = argv
         self.log_path = log_path
         self.http_port = http_port
+        self.scheme = "http"
+        self.token: str | None = None       # the readiness probe's (with --tokens)
+        self.ca: Path | None = None         # the CA of its HTTPS certificate (with HTTPS)
         self.popen: subprocess.Popen | None = None
         self._log: IO[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
+        return f"{self.scheme}://127.0.0.1:{self.http_port}"
 
     @property
     def pid(self) -> int:
@@ -102,7 +115,8 @@ class Proc:
         def ready() -> str | bool:
             if not self.alive():
                 return "exited"       # stop waiting at once (wait_until swallows exceptions)
-            return http_json("GET", self.url + "/health", timeout=1.0)[0] == 200
+            return http_json("GET", self.url + "/health", timeout=1.0, token=self.token,
+                             ca=self.ca)[0] == 200
         if wait_until(ready, timeout, what=f"{self.name} to answer /health") == "exited":
             raise RuntimeError(f"{self.name} exited with {self.popen.returncode} during start-up; "
                                + (f"see {self.log_path}" if self.log_path else "its log is above"))

@@ -19,7 +19,7 @@ from .procs import ROOT, Proc, wait_until
 
 # what a launcher's folder holds: data directories, pid files, start scripts
 _OURS = re.compile(r"(nameserver|master|secondary\d+)(\.pid)?|start-(nameserver|master|"
-                   r"secondary\d+)\.sh|commands\.sh")
+                   r"secondary\d+)\.sh|commands\.sh|https-certs")
 
 
 class _Member:
@@ -84,7 +84,8 @@ class Launcher:
             shutil.rmtree(self.root)
             self.log.info("--fresh: deleted {}", self.root)
         self.cluster = LocalCluster(self.root, log_level=a.log_level, logs_to_files=False,
-                                    tls_dir=a.certs or None)
+                                    tls_dir=a.certs or None, https=getattr(a, "https", False),
+                                    tokens=getattr(a, "tokens", "") or None)
         if a.certs:
             self.log.info("node plane over mutual TLS, certificates in {}", a.certs)
         self.log.info("data directories under {} (one per node; --fresh deletes them)", self.root)

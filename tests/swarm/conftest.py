@@ -8,7 +8,9 @@ each secondary's random one (`mode: host`), found with `docker inspect`.
 The node plane runs mutual TLS, as docs/deploy.md tells a user to: deploy/swarm/make-certs.sh
 makes the certificates (in the image) into a temporary folder, REPLOG_CERTS_DIR points the
 stack at it, `docker stack deploy` turns the files into secrets and `docker stack rm` removes
-them.
+them. The client API is HTTPS with tokens, as the stack has it by default: make-tokens.sh
+makes the token file and the admin token (REPLOG_TOKENS_DIR), and every request here trusts
+the stack's CA and sends the admin token.
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ from tests.docker.conftest import (FAST_TIMING, HTTP_TIMEOUT, IMAGE, ROOT, Nodes
 
 STACK_FILE = ROOT / "deploy" / "swarm" / "stack.yml"
 MAKE_CERTS = ROOT / "deploy" / "swarm" / "make-certs.sh"
+MAKE_TOKENS = ROOT / "deploy" / "swarm" / "make-tokens.sh"
 # The image the stack runs (REPLOG_TEST_IMAGE, default replog:latest), the HTTP timeout and
 # the short failure-detector thresholds are the Docker tests' (tests/docker/conftest.py).
 SECONDARY_HTTP = "5001/tcp"
@@ -108,18 +111,48 @@ class Stack(NodesOverHttp):
         env.update(FAST_TIMING)
         self.certs = tempfile.mkdtemp(prefix=f"{self.name}-certs-")
         env["REPLOG_CERTS_DIR"] = self.certs
+        self.tokens = tempfile.mkdtemp(prefix=f"{self.name}-tokens-")
+        env["REPLOG_TOKENS_DIR"] = self.tokens
         env.update(env_overrides or {})
         self.env = env
         self.image = image
-        self.http = requests.Session()
+        self._http: requests.Session | None = None
+
+    @property
+    def http(self) -> requests.Session:     # once make_certs() made the CA and the tokens
+        if self._http is None:
+            self._http = self.session()
+        return self._http
+
+    def session(self, token: str | None = "admin") -> requests.Session:
+        """HTTPS trusting the stack's CA, with the token made by make-tokens.sh (None: none)."""
+        s = requests.Session()
+        s.trust_env = False          # REQUESTS_CA_BUNDLE would win over s.verify
+        s.verify = str(Path(self.certs) / "ca.crt")
+        if token:
+            s.headers["Authorization"] = "Bearer " + (Path(self.tokens) / f"{token}.token") \
+                .read_text().strip()
+        return s
+
+    def post(self, message: str, w: int | None = None, timeout: float = HTTP_TIMEOUT,
+             session: requests.Session | None = None, **extra: Any) -> requests.Response:
+        body: dict[str, Any] = {"message": message, **extra}
+        if w is not None:
+            body["w"] = w
+        if session is not None:
+            return session.post(self.url("master", "/messages"), json=body, timeout=timeout)
+        with self.session() as s:    # a fresh connection: tests post from several threads
+            return s.post(self.url("master", "/messages"), json=body, timeout=timeout)
 
     # docker
     def service(self, role: str) -> str:
         return f"{self.name}_{role}"
 
     def make_certs(self) -> None:
-        """deploy/swarm/make-certs.sh: nameserver, master, secondary1..5 (what the stack mounts)."""
+        """deploy/swarm/make-certs.sh: nameserver, master, secondary1..5 (what the stack mounts);
+        deploy/swarm/make-tokens.sh: the token file, the admin and the probe token."""
         run(["bash", str(MAKE_CERTS), "--out", self.certs, "--image", self.image], timeout=120)
+        run(["bash", str(MAKE_TOKENS), "--out", self.tokens, "--image", self.image], timeout=120)
 
     def deploy(self) -> None:
         # --resolve-image never: the image is local, there is no registry to ask for a digest.
@@ -179,8 +212,10 @@ class Stack(NodesOverHttp):
         """docker stack rm, wait until its services, containers and network are gone, then
         remove its volumes and the certificates' folder. Returns what was still there at the
         deadline (empty lists: clean)."""
-        self.http.close()
+        if self._http is not None:
+            self._http.close()
         shutil.rmtree(self.certs, ignore_errors=True)
+        shutil.rmtree(self.tokens, ignore_errors=True)
         run(["docker", "stack", "rm", self.name], check=False, timeout=60)
         deadline = time.monotonic() + timeout
         left = self.leftovers()
@@ -198,7 +233,7 @@ class Stack(NodesOverHttp):
     # HTTP, always through ports published on this host
     def url(self, node: str, path: str) -> str:
         port = self.master_port if node == "master" else self.secondaries()[node]["port"]
-        return f"http://127.0.0.1:{port}{path}"
+        return f"https://127.0.0.1:{port}{path}"
 
 
     def wait_cluster(self, names: set[str], timeout: float = 90) -> dict:

@@ -8,6 +8,7 @@ back to 2 (the removed one leaves the cluster) -> removed.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -80,6 +81,33 @@ def test_node_plane_is_mutual_tls_with_certificates_from_swarm_secrets(stack: St
                                             "master": "no connection"}
     assert probe_from_master(stack, "/run/secrets/tls/master") == {"nameserver": "connected",
                                                                    "master": "connected"}
+
+
+def test_client_api_is_https_with_tokens_by_default(stack: Stack) -> None:
+    """Every published port speaks HTTPS with a certificate of the stack's CA, and wants a
+    token with the route's role: none -> 401, the healthchecks' read-only one -> reads only."""
+    import requests
+    for node in ("master", "secondary1"):
+        url = stack.url(node, "/health")
+        with stack.session(token=None) as anonymous:
+            r = anonymous.get(url, timeout=10)
+            assert r.status_code == 401 and r.headers["WWW-Authenticate"].startswith("Bearer")
+        with stack.session(token="probe") as reader:
+            assert reader.get(url, timeout=10).status_code == 200
+            r = reader.post(stack.url("master", "/messages"), json={"message": "x"}, timeout=10)
+            assert r.status_code == 403, r.text
+        with pytest.raises(requests.exceptions.ConnectionError):
+            requests.get(url.replace("https:", "http:"), timeout=10)
+    logs = ""
+    for role in ("master", "secondary"):
+        for c in stack.containers(role):
+            res = run(["docker", "logs", c["Id"]], timeout=60)
+            logs += res.stdout + res.stderr
+    assert "client API is OPEN" not in logs
+    assert "HTTPS on https://0.0.0.0:5000" in logs and "HTTPS on https://0.0.0.0:5001" in logs
+    for name in ("admin", "probe"):
+        token = (Path(stack.tokens) / f"{name}.token").read_text().strip()
+        assert token not in logs
 
 
 def test_scaled_up_secondary_is_discovered_and_caught_up(stack: Stack) -> None:

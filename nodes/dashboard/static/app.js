@@ -7,6 +7,39 @@ const cards = new Map();      // node name -> its <article>
 let lastEvent = 0;            // id of the newest event shown
 let lastUpdate = 0;
 
+// Access token (a node with --tokens): asked for on a 401/403, kept in this tab only, sent
+// on every fetch. The page itself needs none: it is static; its data needs the role read.
+const TOKEN_KEY = "replog.token";
+let token = sessionStorage.getItem(TOKEN_KEY) || "";
+let waitingForToken = false;
+
+function authed(init = {}) {
+  const headers = { ...(init.headers || {}) };
+  if (token) headers.Authorization = `Bearer ${token}`;
+  return { ...init, headers };
+}
+
+function askToken(status, role) {
+  const why = status === 401 ? (token ? "The token was not accepted (revoked or mistyped)."
+                                      : "This master needs an access token.")
+                             : `This token lacks the role ${role}.`;
+  text($("#token-note"), `${why} Enter a token with the role ${role}.`);
+  $("#token-form").hidden = false;
+  $("#token").focus();
+}
+
+$("#token-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  token = $("#token").value.trim();
+  sessionStorage.setItem(TOKEN_KEY, token);
+  $("#token").value = "";
+  $("#token-form").hidden = true;
+  if (waitingForToken) {
+    waitingForToken = false;
+    poll();
+  }
+});
+
 function text(el, value) {
   const s = String(value);
   if (el.textContent !== s) el.textContent = s;
@@ -159,7 +192,13 @@ function showConn(cls, message) {
 async function poll() {
   let data = null;
   try {
-    const r = await fetch(`/cluster?after=${lastEvent}`, { cache: "no-store" });
+    const r = await fetch(`/cluster?after=${lastEvent}`, authed({ cache: "no-store" }));
+    if (r.status === 401 || r.status === 403) {    // poll again once a token is given
+      showConn("lost", `master answered HTTP ${r.status}: a token with the role read is needed`);
+      askToken(r.status, "read");
+      waitingForToken = true;
+      return;
+    }
     if (!r.ok) {
       const body = await r.json().catch(() => ({}));
       showConn("lost", `master answered HTTP ${r.status}${body.error ? ": " + body.error : ""}`);
@@ -195,9 +234,10 @@ async function append(ev) {
   const tick = setInterval(() => text(answer, `waiting for w=${body.w}… ` +
                                              `${((performance.now() - started) / 1000).toFixed(1)} s`), 100);
   try {
-    const r = await fetch("/messages", { method: "POST", headers: { "Content-Type": "application/json" },
-                                         body: JSON.stringify(body) });
+    const r = await fetch("/messages", authed({ method: "POST", headers: { "Content-Type": "application/json" },
+                                                body: JSON.stringify(body) }));
     const data = await r.json();
+    if (r.status === 401 || r.status === 403) askToken(r.status, "append");
     const ms = Math.round(performance.now() - started);
     answer.className = `answer ${r.ok ? "ok" : "err"}`;
     answer.dataset.status = r.status;
@@ -217,9 +257,10 @@ async function setFaults(ev, name, el) {
   ev.preventDefault();
   const body = { secondary: name, delay: Number($(".delay", el).value || 0),
                  error_rate: Number($(".error-rate", el).value || 0) };
-  const r = await fetch("/cluster/faults", { method: "POST", headers: { "Content-Type": "application/json" },
-                                             body: JSON.stringify(body) });
-  if (!r.ok) alert(`faults of ${name}: ${(await r.json()).error}`);
+  const r = await fetch("/cluster/faults", authed({ method: "POST", headers: { "Content-Type": "application/json" },
+                                                    body: JSON.stringify(body) }));
+  if (r.status === 401 || r.status === 403) askToken(r.status, "admin");
+  else if (!r.ok) alert(`faults of ${name}: ${(await r.json()).error}`);
   document.activeElement.blur();
 }
 

@@ -1,0 +1,181 @@
+"""The client plane's connection-level defences, used by nodes.web.create_http_server:
+HTTPS (a server certificate, e.g. one made by `python -m nodes.certs`) and read timeouts.
+
+Every connection is one greenlet. Without bounds, a client that opens a connection and says
+nothing, or sends its headers one byte every few seconds, holds that greenlet (and a slot of
+--max-connections) for ever. With Timeouts:
+
+- handshake: the TLS handshake must finish within `header` seconds;
+- idle: a kept-alive connection may wait `idle` seconds for its next request's first byte;
+- header: from that first byte, the request line and headers must arrive within `header`
+  seconds (else 408 and the connection is closed);
+- body: nodes.auth.Guard reads a request's body within `body` seconds (else 408);
+- every single socket read or write waits at most `idle` seconds (a client that stops
+  reading a response is dropped).
+"""
+from __future__ import annotations
+
+import socket
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+
+import gevent
+from gevent import pywsgi
+
+_TIMEOUT_408 = (b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Type: "
+                b"application/json\r\nContent-Length: 52\r\n\r\n"
+                b'{"error": "request headers were not sent in time"} ')
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    header: float = 10.0     # request line + headers, and the TLS handshake (0: none)
+    body: float = 30.0       # the whole body (enforced by nodes.auth.Guard; 0: none)
+    idle: float = 60.0       # between requests on a kept-alive connection; any one read/write
+                             # (0: none)
+
+
+COALESCE = 65_536   # bodies up to this size go out in the same send as the headers
+DISCARD_MAX = 16 << 20   # an unread body (refused, or over --max-body) up to this size is read
+                         # and dropped within the body deadline, so the client can read the
+                         # answer and keep the connection; a larger one closes it
+
+
+class _SlowHeaders(Exception):
+    pass
+
+
+def server_context(cert: str | Path, key: str | Path) -> ssl.SSLContext:
+    """A TLS server context for the HTTP port: TLS 1.2+, no client certificate asked."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(str(cert), str(key))
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
+
+
+def https_files(args) -> tuple[str, str] | None:
+    """(cert, key) from --https-cert/--https-key or --https-dir DIR (DIR/node.crt and
+    DIR/node.key, the layout of `python -m nodes.certs`); None: no HTTPS."""
+    if getattr(args, "https_dir", ""):
+        d = Path(args.https_dir)
+        return str(d / "node.crt"), str(d / "node.key")
+    cert, key = getattr(args, "https_cert", ""), getattr(args, "https_key", "")
+    if cert or key:
+        if not (cert and key):
+            raise ValueError("--https-cert and --https-key go together")
+        return cert, key
+    return None
+
+
+class Handler(pywsgi.WSGIHandler):
+    """gevent's WSGI handler with the idle and header deadlines above; puts itself in the
+    environ (replog.handler) so that the Guard can drop a body it will not read."""
+
+    timeouts = Timeouts()
+
+    def read_requestline(self):
+        t = self.timeouts
+        # wait for the first byte as long as an idle connection may; then the clock runs
+        with gevent.Timeout(t.idle or None, socket.timeout("idle")):   # socket.error: a quiet close
+            if not self.rfile.peek(1):
+                return ""
+        self._header_timer = gevent.Timeout(t.header or None, _SlowHeaders())
+        self._header_timer.start()
+        return super().read_requestline()
+
+    def read_request(self, raw_requestline):
+        try:
+            return super().read_request(raw_requestline)
+        finally:
+            timer = self.__dict__.pop("_header_timer", None)
+            if timer is not None:
+                timer.close()
+
+    def handle_one_request(self):
+        try:
+            return super().handle_one_request()
+        except _SlowHeaders:
+            return ("408", _TIMEOUT_408)
+        finally:
+            timer = self.__dict__.pop("_header_timer", None)
+            if timer is not None:
+                timer.close()
+
+    def _handle_client_error(self, ex):
+        if isinstance(ex, _SlowHeaders):
+            return ("408", _TIMEOUT_408)
+        return super()._handle_client_error(ex)
+
+    def run_application(self):
+        try:
+            super().run_application()
+        finally:
+            self._discard_within_deadline()
+
+    def _discard_within_deadline(self) -> None:
+        """What the app left of the body, read and dropped within the body deadline (gevent
+        would read it after the answer for as long as the client takes): a client that sent
+        a body the node refused still reads the answer (it would get a broken pipe if the
+        node closed on its unread data); one that trickles is cut off."""
+        body = getattr(self, "wsgi_input", None)
+        if body is None or self.close_connection:
+            return
+        length = body.content_length or 0
+        if not body.chunked_input and body.position >= length:
+            return
+        if not body.chunked_input and length - body.position > DISCARD_MAX:
+            self.abandon_body()
+            return
+        try:
+            with gevent.Timeout(self.timeouts.body or None, _SlowHeaders()):
+                body._discard()
+        except (_SlowHeaders, OSError, ValueError):
+            self.abandon_body()
+
+    def finalize_headers(self):
+        """Say `Connection: close` when this response ends the connection (abandon_body):
+        a keep-alive client would otherwise send its next request into a closed socket."""
+        super().finalize_headers()
+        if (self.close_connection and self.request_version != "HTTP/1.0"
+                and not any(h.lower() == b"connection" for h, _ in self.response_headers)):
+            self.response_headers.append((b"Connection", b"close"))
+
+    def _write_with_headers(self, data):
+        """The status line, headers and a small body in ONE send (gevent sends the headers
+        and then the body): with HTTPS every send is a TLS record and a Python-level trip
+        through gevent's SSL socket, which made sending half the cost of a request."""
+        self.headers_sent = True
+        self.finalize_headers()
+        towrite = bytearray(b"HTTP/1.1 ")
+        towrite += self.status
+        towrite += b"\r\n"
+        for header, value in self.response_headers:
+            towrite += header
+            towrite += b": "
+            towrite += value
+            towrite += b"\r\n"
+        towrite += b"\r\n"
+        if data and not self.response_use_chunked and len(data) <= COALESCE:
+            towrite += data
+            self._sendall(towrite)
+            return
+        self._sendall(towrite)
+        self._write(data)
+
+    def get_environ(self):
+        env = super().get_environ()
+        env["replog.handler"] = self
+        return env
+
+    def abandon_body(self) -> None:
+        """Close the connection after this response without reading the rest of the body
+        (gevent would otherwise read it to the end, for as long as the client trickles)."""
+        self.close_connection = True
+        body = getattr(self, "wsgi_input", None)
+        if body is not None:
+            try:
+                body._chunked_input_error = True     # gevent's "do not discard" state
+            except AttributeError:
+                pass
