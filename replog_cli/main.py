@@ -14,6 +14,7 @@ status: 0 done, 1 refused or no answer (the server's message is printed), 2 bad 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import threading
@@ -77,9 +78,21 @@ def ns_options(f):
 @click.option("--master", "master", metavar="URL",
               help="the master's HTTP URL for any command (or give it after the command) "
                    "[env var: REPLOG_MASTER; default: " + DEFAULT_MASTER + "]")
-def cli(master: str | None) -> None:
+@click.option("--token", metavar="TOKEN", envvar="REPLOG_TOKEN", show_envvar=True,
+              help="access token for nodes started with --tokens (python -m nodes.tokens add)")
+@click.option("--token-file", metavar="FILE", envvar="REPLOG_TOKEN_FILE", show_envvar=True,
+              help="read the access token from the first line of FILE")
+@click.option("--ca", metavar="FILE", envvar="REPLOG_CA", show_envvar=True,
+              help="CA certificate that HTTPS nodes' certificates chain to (e.g. certs/ca.crt)")
+def cli(master: str | None, token: str | None, token_file: str | None,
+        ca: str | None) -> None:
     """The replicated log from the command line: append, read, watch health, run the
     assignment's scenarios as narrated demos."""
+    # Every HTTP client this process makes (replog_client.Client) reads these.
+    for name, value in (("REPLOG_TOKEN", token), ("REPLOG_TOKEN_FILE", token_file),
+                        ("REPLOG_CA", ca)):
+        if value:
+            os.environ[name] = value
     # Ctrl-C and `kill` stop every command, even when the shell that started us in the
     # background left SIGINT ignored (Python then installs no handler of its own)
     signal.signal(signal.SIGINT, signal.default_int_handler)

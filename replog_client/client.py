@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import random
 import threading
 import time
@@ -94,6 +95,11 @@ class Client:
 
     Connections are pooled (one ``requests.Session`` per thread), so a Client may be shared
     between threads; ``close()`` (or ``with Client(...) as c:``) closes them.
+
+    ``token``: the access token sent as ``Authorization: Bearer ...`` to nodes started with
+    ``--tokens`` (default: the environment's ``REPLOG_TOKEN``, else the first line of the file
+    ``REPLOG_TOKEN_FILE`` names). ``ca``: the CA certificate that HTTPS nodes' certificates
+    must chain to (default ``REPLOG_CA``; without it, the system's trust store).
     """
 
     def __init__(self, urls: str | Sequence[str] = DEFAULT_URL, *, timeout: float = 30.0,
@@ -101,7 +107,8 @@ class Client:
                  retry_after_cap: float = 10.0, max_redirects: int = 5,
                  stream_timeout: float = 60.0,
                  sleep: Callable[[float], None] = time.sleep,
-                 rand: Callable[[], float] = random.random) -> None:
+                 rand: Callable[[], float] = random.random, token: str | None = None,
+                 ca: str | None = None) -> None:
         given = [urls] if isinstance(urls, str) else list(urls)
         if not given:
             raise ValueError("give at least one URL")
@@ -121,6 +128,8 @@ class Client:
         self._local = threading.local()
         self._sessions: list[requests.Session] = []
         self._lock = threading.Lock()
+        self._token = token if token is not None else _token_from_environment()
+        self._ca = ca if ca is not None else (os.environ.get("REPLOG_CA") or None)
 
     # -- plumbing --------------------------------------------------------------------------
     @property
@@ -136,6 +145,12 @@ class Client:
         session = getattr(self._local, "session", None)
         if session is None:
             session = requests.Session()
+            if self._token:
+                session.headers["Authorization"] = f"Bearer {self._token}"
+            if self._ca:
+                session.verify = self._ca
+                # else REQUESTS_CA_BUNDLE, where set, would win over session.verify
+                session.trust_env = False
             self._local.session = session
             with self._lock:
                 self._sessions.append(session)
@@ -387,3 +402,15 @@ class Client:
             url = rotation[1] if len(rotation) > 1 else url
             if failures >= len(self.urls):          # every URL failed once: back off
                 self._sleep(self._backoff(failures - len(self.urls) + 1))
+
+
+def _token_from_environment() -> str | None:
+    """REPLOG_TOKEN, else the first line of the file REPLOG_TOKEN_FILE names."""
+    token = os.environ.get("REPLOG_TOKEN")
+    if token:
+        return token.strip()
+    path = os.environ.get("REPLOG_TOKEN_FILE")
+    if path:
+        with open(path, encoding="utf-8") as f:
+            return f.readline().strip() or None
+    return None

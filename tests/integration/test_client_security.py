@@ -292,3 +292,36 @@ def test_held_long_polls_and_streams_are_bounded_per_client(tight):
     with requests.Session() as s:
         wait_until(lambda: s.get(url + "/messages?wait=0.1", timeout=30).status_code == 200, 60,
                    what="a slot to be free again")
+
+
+def test_python_client_with_a_token_and_the_ca(sec, monkeypatch):
+    """replog_client over HTTPS: the token and CA as arguments, or from the environment."""
+    from replog_client import BadRequest, Client
+    with Client([sec.master.url], token=sec.toks["all"], ca=str(sec.ca), retries=1) as c:
+        a = c.append("from the client", w=2)
+        assert a.acks == 2 and c.read(from_seq=a.seq, limit=1).messages == ["from the client"]
+    monkeypatch.setenv("REPLOG_TOKEN", sec.toks["read"])
+    monkeypatch.setenv("REPLOG_CA", str(sec.ca))
+    with Client([sec.master.url], retries=1) as c:
+        assert c.health()["role"] == "master"
+        with pytest.raises(BadRequest) as refused:         # read-only token: 403
+            c.append("not allowed", w=1)
+        assert refused.value.status == 403
+
+
+def test_cli_with_a_token_file_and_the_ca(sec, tmp_path):
+    import subprocess
+    import sys
+    tfile = tmp_path / "token"
+    tfile.write_text(sec.toks["all"] + "\n")
+    base = [sys.executable, "-m", "replog_cli.main", "--master", sec.master.url,
+            "--token-file", str(tfile), "--ca", str(sec.ca)]
+    out = subprocess.run(base + ["append", "cli", "over", "https", "-w", "2", "--json"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert '"acks": 2' in out.stdout
+    no_token = subprocess.run([sys.executable, "-m", "replog_cli.main", "--master",
+                               sec.master.url, "--ca", str(sec.ca), "health"],
+                              capture_output=True, text=True, timeout=60, env={
+                                  **__import__("os").environ, "REPLOG_TOKEN": ""})
+    assert no_token.returncode == 1 and "401" in no_token.stderr + no_token.stdout
