@@ -19,11 +19,16 @@ class Cluster:
         from nodes.launcher import LocalCluster
 
         self.lc = LocalCluster(workdir, tls_dir=tls_dir)  # tls_dir: node plane over mutual TLS
-        self.ns = self.lc.start_nameserver()
-        self.secondaries = {name: self.lc.start_secondary(name, **secondary_flags) for name in SECONDARIES}
-        self.master = self.lc.start_master(secondaries=list(SECONDARIES), **master_flags)
-        self.wait_healthy()
         self._master_uri = None
+        try:
+            self.ns = self.lc.start_nameserver()
+            self.secondaries = {name: self.lc.start_secondary(name, **secondary_flags)
+                                for name in SECONDARIES}
+            self.master = self.lc.start_master(secondaries=list(SECONDARIES), **master_flags)
+            self.wait_healthy()
+        except BaseException:
+            self.lc.close()      # the caller never gets this object: stop what was started
+            raise
 
     # -- addresses ---------------------------------------------------------------------
     def ns_address(self) -> tuple[str, int]:
