@@ -2,11 +2,7 @@
 cluster; a retry after a lost answer (a TCP proxy that cuts the connection once the master
 has answered) appends once; the next URL when the first does not answer; a secondary
 sending the client to the master; follow() across a node's restart; and README's Python
-client block, run as written on a cluster started as README says.
-
-The batch POST and the event stream are being added to the server in parallel: the tests
-that need them probe the master first and are skipped, saying so, until it has them (the
-client's side of both is covered against a fake node in tests/unit/test_replog_client.py)."""
+client block, run as written on a cluster started as README says."""
 from __future__ import annotations
 
 import itertools
@@ -43,18 +39,6 @@ def log_of(url: str) -> list[str]:
     return requests.get(url + "/messages", timeout=10).json()["messages"]
 
 
-def has_batches(url: str) -> bool:
-    """Does the master take {"messages": [...]}? (An empty batch appends nothing either way.)"""
-    answer = requests.post(url + "/messages", json={"messages": []}, timeout=10).json()
-    return "unknown field" not in str(answer.get("error"))
-
-
-def has_stream(url: str) -> bool:
-    with requests.get(url + "/messages/stream", params={"from": 1}, stream=True,
-                      timeout=10) as r:
-        return r.status_code != 404
-
-
 def test_append_read_and_health_on_a_real_cluster(real):
     c, master, secs = real
     with Client([master.url, secs[0].url]) as client:
@@ -75,8 +59,6 @@ def test_append_read_and_health_on_a_real_cluster(real):
 
 def test_append_many_on_a_real_cluster(real):
     c, master, secs = real
-    if not has_batches(master.url):
-        pytest.skip("the master does not take batches yet (POST {\"messages\": [...]})")
     with Client([master.url]) as client:
         done = client.append_many(["batch a", "batch b", "batch c"], w=3, key="py-batch-1")
         again = client.append_many(["batch a", "batch b", "batch c"], w=3, key="py-batch-1")
@@ -160,8 +142,6 @@ def test_a_retry_after_a_lost_answer_appends_once(real):
 
 def test_a_lost_answer_of_a_batch_appends_it_once(real):
     c, master, secs = real
-    if not has_batches(master.url):
-        pytest.skip("the master does not take batches yet (POST {\"messages\": [...]})")
     proxy = CuttingProxy(int(master.url.rsplit(":", 1)[1]), cut=1)
     try:
         with Client([proxy.url], timeout=30) as client:
@@ -199,8 +179,6 @@ def test_follow_resumes_across_a_node_restart_without_gap_or_repeat(tmp_path):
     try:
         secs = [c.start_secondary(n, data_dir=str(tmp_path / n)) for n in ("s1", "s2")]
         master = c.start_master(["s1", "s2"], **FAST)
-        if not has_stream(master.url):
-            pytest.skip("the nodes have no event stream yet (GET /messages/stream)")
         with Client([secs[0].url], stream_timeout=10) as reader:
             with Client([master.url]) as writer:
                 writer.append_many([f"f{i}" for i in range(1, 6)], w=3)
@@ -243,20 +221,15 @@ def readme_client_block() -> str:
 
 def test_readme_python_client_block_works_as_written(launch):  # noqa: F811
     """Every line of the block on a fresh cluster started as README says; a line's comment
-    is the result it returns ('...' for any text). Only the ports differ. Lines that need
-    the batch POST or the event stream run once the server has them."""
+    is the result it returns ('...' for any text). Only the ports differ."""
     launched = launch("--fresh").wait_started()
     block = readme_client_block()
     for i in range(3):
         block = block.replace(f"localhost:{5000 + i}", f"localhost:{launched.base + i}")
     lines = block.splitlines()
-    master = launched.url()
-    skipped = [line for line in lines
-               if ("append_many(" in line and not has_batches(master))
-               or ("follow(" in line and not has_stream(master))]
     assert "from replog_client import Client" in block and block.count("  # ") >= 5
     out = subprocess.run([sys.executable, "-c", _RUN_LINES],
-                         input="\n".join(line for line in lines if line not in skipped),
+                         input="\n".join(lines),
                          cwd=ROOT, capture_output=True, text=True, timeout=60,
                          env=dict(os.environ))
     assert out.returncode == 0, out.stderr
@@ -265,5 +238,3 @@ def test_readme_python_client_block_works_as_written(launch):  # noqa: F811
     failures = [f"line {n}: {code} gave {got}, README shows {literal}"
                 for n, code, literal, got in shown if not shown_matches(got, literal)]
     assert not failures, failures
-    if skipped:
-        print("not run until the server has them:", *skipped, sep="\n  ")
