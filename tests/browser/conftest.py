@@ -26,8 +26,8 @@ def artifacts():
     return ARTIFACTS
 
 
-@pytest.fixture(scope="module")
-def driver():
+def chrome(*extra_args: str):
+    """Headless Chromium with the driver on PATH (skips when either is missing)."""
     webdriver = pytest.importorskip("selenium.webdriver")
     from selenium.webdriver.chrome.service import Service
     if not _chromium() or not shutil.which("chromedriver"):
@@ -35,10 +35,17 @@ def driver():
     opts = webdriver.ChromeOptions()
     opts.binary_location = _chromium()
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                "--window-size=1400,1000", "--disable-extensions", "--no-first-run"):
+                "--window-size=1400,1000", "--disable-extensions", "--no-first-run",
+                *extra_args):
         opts.add_argument(arg)
     d = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=opts)
     d.set_page_load_timeout(30)
+    return d
+
+
+@pytest.fixture(scope="module")
+def driver():
+    d = chrome()
     yield d
     d.quit()
 

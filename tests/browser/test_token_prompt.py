@@ -1,7 +1,6 @@
 """The dashboard against a master with HTTPS and tokens, in a real browser: the page asks for
 a token, draws the cluster once given one with the role read, says so when the token lacks a
 role (append), and asks again once its token is revoked."""
-import shutil
 
 import pytest
 from selenium.webdriver.common.by import By
@@ -9,6 +8,7 @@ from selenium.webdriver.common.by import By
 from nodes import tokens
 from nodes.launcher import LocalCluster, http_json, wait_until
 from tests.integration.conftest import FAST
+from .conftest import chrome
 from .test_dashboard import answer, card, submit_append, wait
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -19,19 +19,7 @@ def https_driver():
     """Like conftest's driver, but trusting any certificate: the cluster's CA is made on the
     spot and Chromium has no flag to add one (HTTPS's own checks are tested with requests in
     tests/integration/test_client_security.py)."""
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
-    from .conftest import _chromium
-    if not _chromium() or not shutil.which("chromedriver"):
-        pytest.skip("chromium and chromedriver not installed (run scripts/setup-browser.sh)")
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = _chromium()
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                "--window-size=1400,1000", "--disable-extensions", "--no-first-run",
-                "--ignore-certificate-errors"):
-        opts.add_argument(arg)
-    d = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=opts)
-    d.set_page_load_timeout(30)
+    d = chrome("--ignore-certificate-errors")
     yield d
     d.quit()
 
