@@ -138,5 +138,56 @@ def add_storage(p: Parser) -> None:
            help="milliseconds between syncs with --fsync interval")
 
 
+def add_master_tuning(p: Parser) -> None:
+    """How a master replicates and judges health: the master's flags, and a failover
+    secondary's (it may become master)."""
+    p.flag("--heartbeat-interval", type=float, default=0.5, help="seconds between heartbeats")
+    p.flag("--heartbeat-timeout", type=float, default=1.0, help="timeout of one heartbeat call")
+    p.flag("--suspect-after", type=float, default=1.5,
+           help="seconds without an answer before a secondary is Suspected")
+    p.flag("--unhealthy-after", type=float, default=5.0,
+           help="seconds without an answer before a secondary is Unhealthy")
+    p.flag("--rpc-timeout", type=float, default=10.0,
+           help="timeout of one replicate call (keep it above any secondary's --delay)")
+    p.flag("--retry-base", type=float, default=0.05, help="first retry delay in seconds")
+    p.flag("--retry-cap", type=float, default=2.0, help="longest retry delay in seconds")
+    p.flag("--discovery-interval", type=float, default=1.0,
+           help="seconds between looks at the name server for secondaries")
+    p.flag("--max-batch", type=int, default=10_000, help="most messages in one replicate call")
+    p.flag("--max-in-flight", type=int, default=16,
+           help="most replicate calls out to one secondary at once (pipelining; 1: none)")
+    p.flag("--pipeline-after", type=float, default=50.0,
+           help="milliseconds the newest call to a secondary must have been out before a "
+                "further one goes (a fast secondary answers first and gets large batches)")
+    p.flag("--startup-wait", type=float, default=2.0,
+           help="at start, seconds to wait for every known secondary to say what it holds "
+                "before serving (a master with no log on disk then still waits for a quorum)")
+    p.flag("--max-keys", type=int, default=100_000,
+           help="idempotency keys remembered (the newest); an older key no longer dedups")
+
+
+def add_failover(p: Parser) -> None:
+    """Failover (nodes/failover, docs/failover.md): any node of the cluster can be master."""
+    p.switch("--failover", help="elect the master: any node of --cluster may become master "
+                                "when the master is lost (docs/failover.md); every node of "
+                                "the cluster must be started with it")
+    p.flag("--cluster", type=comma_list, default=[],
+           help="with --failover: the names of every node of the cluster, this one included "
+                "(they and only they vote; a majority is more than half of them); the master "
+                "entry point is named 'master' (default: master and --secondaries)")
+    p.flag("--election-min", type=float, default=0.6,
+           help="with --failover: seconds without a master before a node stands, at least "
+                "(each node draws its timeout anew per try between this and --election-max)")
+    p.flag("--election-max", type=float, default=1.2,
+           help="with --failover: ... and at most")
+    p.flag("--lease", type=float, default=0.5,
+           help="with --failover: a master writes only while a majority answered a heartbeat "
+                "it sent within this many seconds; must end before --election-min even with "
+                "clocks running 1%% apart")
+    p.flag("--advertise-url", default="",
+           help="with --failover: the URL clients reach this node's HTTP port at (307s of "
+                "the other nodes point there); empty: http(s)://host:port as bound")
+
+
 def comma_list(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]

@@ -88,6 +88,7 @@ class SecondaryStats:
         self.refused = 0              # calls refused: another log, a stale epoch, too far ahead
         self.injected_errors = 0      # calls answered with an injected error
         self.injected_delays = 0      # calls slowed by an injected delay
+        self.cut = 0                  # entries cut back to an elected master's log (failover)
 
 
 def _histogram(name: str, doc: str, labels: list[str],
@@ -201,7 +202,9 @@ class SecondaryCollector(Collector):
                 ("replog_secondary_injected_errors", "replicate calls answered with an injected "
                  "error", s.injected_errors),
                 ("replog_secondary_injected_delays", "replicate calls slowed by an injected "
-                 "delay", s.injected_delays)):
+                 "delay", s.injected_delays),
+                ("replog_secondary_cut_messages", "messages cut back to an elected master's "
+                 "log (unreplicated w=1 writes of a deposed master)", s.cut)):
             yield CounterMetricFamily(metric, doc, value=value)
 
 

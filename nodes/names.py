@@ -2,3 +2,4 @@
 MASTER_NAME = "replog.master"
 SECONDARY_PREFIX = "replog.secondary."      # + the secondary's name
 NAMESERVER_OBJECT = "Pyro.NameServer"
+NODE_PREFIX = "replog.node."              # + the name: every failover node, whatever its role

@@ -18,20 +18,24 @@ class SecondaryAPI:
     def __init__(self, secondary: Any) -> None:   # nodes.secondary_node.Secondary
         self._s = secondary
 
-    def replicate(self, log_id: str, epoch: int, first_seq: int, messages: list[str]) -> dict:
+    def replicate(self, log_id: str, epoch: int, first_seq: int, messages: list[str],
+                  leader: dict | None = None) -> dict:
         """Store messages[i] at seq first_seq+i; the ACK is the highest gap-free seq. Only
-        for the log and epoch this secondary synced with."""
+        for the log and epoch this secondary synced with. leader (failover): the calling
+        master's epoch, name and HTTP URL."""
         tls.require_caller(tls.MASTER, "replicate")
-        return self._s.replicate(log_id, epoch, first_seq, messages)
+        return self._s.replicate(log_id, epoch, first_seq, messages, leader)
 
-    def sync(self, log_id: str, history: list, last_seq: int, new_log: bool = False) -> dict:
+    def sync(self, log_id: str, history: list, last_seq: int, new_log: bool = False,
+             leader: dict | None = None) -> dict:
         """Keep the prefix shared with the master's log (log_id, epoch history, length)."""
         tls.require_caller(tls.MASTER, "sync")
-        return self._s.sync(log_id, history, last_seq, new_log)
+        return self._s.sync(log_id, history, last_seq, new_log, leader)
 
-    def heartbeat(self, log_id: str | None = None, epoch: int | None = None) -> dict:
+    def heartbeat(self, log_id: str | None = None, epoch: int | None = None,
+                  leader: dict | None = None) -> dict:
         tls.require_caller(tls.MASTER, "heartbeat")
-        return self._s.heartbeat(log_id, epoch)
+        return self._s.heartbeat(log_id, epoch, leader)
 
     def history(self) -> dict:
         tls.require_caller(tls.MASTER, "history")

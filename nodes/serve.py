@@ -56,11 +56,13 @@ def answers(uri: str, timeout: float = PING_TIMEOUT) -> bool:
 
 
 def run_node(args: Any, obj: Any, pyro_name: str, app: Any, on_stop: Any = None,
-             on_bound: Callable[[], None] | None = None) -> None:
+             on_bound: Callable[[], None] | None = None,
+             on_registered: Callable[[Any, str], None] | None = None) -> None:
     """Serve `obj` over Pyro5 (registered as pyro_name) and `app` over HTTP until
     SIGTERM/SIGINT, then unregister and stop. Blocks. Expects a gevent-patched process.
     `on_bound` (the master's start-up) runs once the ports are bound and the name is free,
-    before the node registers and answers HTTP."""
+    before the node registers and answers HTTP (args.bound_http_port then says the HTTP
+    port); `on_registered(daemon, uri)` once registered (failover: its role's names)."""
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _stop_before_serving)
     app, context, timeouts = client_plane(args, app)
@@ -101,11 +103,14 @@ def run_node(args: Any, obj: Any, pyro_name: str, app: Any, on_stop: Any = None,
     if registered:
         logger.info("{} was registered to {}, which does not answer: replacing it",
                     pyro_name, registered)
+    args.bound_http_port = server.effective_port
     if on_bound is not None:
         on_bound()
     uri = daemon.register(obj, objectId=pyro_name)
     ns.register(pyro_name, uri, safe=False)
     logger.info("registered {} as {}", pyro_name, uri)
+    if on_registered is not None:
+        on_registered(daemon, str(uri))
     pyro_thread = threading.Thread(target=daemon.requestLoop, name="pyro", daemon=True)
     pyro_thread.start()
     stop = threading.Event()

@@ -79,6 +79,14 @@ class MasterState:
         self._ready.failed.extend((token, reason) for token, _ in waits)
         self._event("disk_failed", reason=reason, failed_waits=len(waits))
 
+    def depose(self, reason: str) -> None:
+        """Failover: a later epoch began elsewhere. No more appends, and every waiting one
+        fails now with the reason (it may or may not survive: a client must check)."""
+        self.failed = reason
+        waits = self.waits.drain()
+        self._ready.failed.extend((token, reason) for token, _ in waits)
+        self._event("deposed", reason=reason, failed_waits=len(waits))
+
     # -- membership -------------------------------------------------------------------
     @property
     def cluster_size(self) -> int:

@@ -28,6 +28,7 @@ KINDS = {
     "moved": ("uri",),
     "left": ("size",),
     "disk_failed": ("reason", "failed_waits"),
+    "deposed": ("reason", "failed_waits"),              # failover: a later epoch began
 }
 
 

@@ -106,15 +106,17 @@ class Link:
             if taken is None:
                 return False
             batch, uri, log_id, epoch = taken
+            fence = self.shell.fence
+            kw = {} if fence is None else {"leader": fence.leader()}
             if isinstance(batch, Sync):
                 reply = conn.to(uri).sync(batch.log_id, batch.history, batch.last_seq,
-                                          self.shell.new_log)
+                                          self.shell.new_log, **kw)
                 self.answered(reply, "sync", call=batch.call)
                 return True
             first, count = batch.first_seq, len(batch.messages)
             started = time.perf_counter()
             try:
-                reply = conn.to(uri).replicate(log_id, epoch, first, batch.messages)
+                reply = conn.to(uri).replicate(log_id, epoch, first, batch.messages, **kw)
             except Exception:
                 self.shell.stats.replicate_failed(self.name)
                 raise
@@ -194,8 +196,14 @@ class Link:
             conn.close()
 
     def _beat(self, conn: Conn, uri: str, log_id: str, epoch: int) -> None:
+        fence = self.shell.fence
+        stamp = self.shell.clock()             # the lease counts from when it was sent
         try:
-            reply = conn.to(uri).heartbeat(log_id, epoch)
+            if fence is None:
+                reply = conn.to(uri).heartbeat(log_id, epoch)
+            else:
+                reply = conn.to(uri).heartbeat(log_id, epoch, leader=fence.leader())
+                fence.answered(self.name, reply, stamp)
         except Exception as e:
             logger.trace("heartbeat to {} failed: {}", self.name, e)
             conn.close()

@@ -35,7 +35,7 @@ class Membership:
     def discover(self, registered: dict[str, str]) -> None:
         shell = self.shell
         for name, uri in sorted(registered.items()):
-            if not self._vetted_ok(name, uri):
+            if name == shell.me or not self._vetted_ok(name, uri):
                 continue
             with shell.lock:
                 change = shell.state.set_uri(name, uri, shell.clock())
@@ -52,7 +52,7 @@ class Membership:
         except Exception as e:
             logger.trace("name server look-up of {} failed: {}", name, e)
             return
-        if registered and name in registered:
+        if registered and name in registered and name != self.shell.me:
             self.discover({name: registered[name]})
 
     def _vetted_ok(self, name: str, uri: str) -> bool:

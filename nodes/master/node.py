@@ -15,6 +15,7 @@ from typing import Callable
 
 from loguru import logger
 
+from ..core import history as hist
 from ..core import recovery as plan
 from ..core import report
 from ..core.calls import Appended, Pipeline
@@ -74,6 +75,29 @@ class Master:
         else:
             self._start_replication()
 
+    def start_elected(self, log_id: str, history: list[list[int]], messages: list[str]) -> None:
+        """Failover: this node won an election and serves its own log (already on its disk)
+        in the epoch that begins in `history`; no recovery (the election chose the log)."""
+        with self.lock:
+            self.state.log.load(messages, {})
+            self.state.begin(log_id, history, durable=len(messages))
+        if self.store is not None:
+            self.store.save_meta(log_id, history)
+        self._start_replication()
+
+    def hand_over(self, why: str) -> tuple[str, list[list[int]], list[str]]:
+        """Failover: this master is deposed. Fail every waiting append with `why`, stop, and
+        return what its disk holds (log id, history, entries) for the Secondary it becomes;
+        the store stays open for it."""
+        with self.lock:
+            self.state.depose(why)
+            ready = self.shell.take()
+        self.shell.carry_out(ready)
+        self.stop(close_store=False)
+        with self.lock:
+            st = self.state
+            return st.log_id, hist.cut(st.history, st.durable), st.log.messages(st.durable)
+
     def _recover_in_background(self, own: plan.Copy) -> None:
         while not self.shell.stopping.is_set():
             if self.recovery.run(own, self.shell.timing.heartbeat_interval) is not None:
@@ -112,7 +136,7 @@ class Master:
                                            self.membership.look_up_again)
         link.start()
 
-    def stop(self) -> None:
+    def stop(self, close_store: bool = True) -> None:
         self.shell.stopping.set()
         with self.lock:
             for link in self.links.values():
@@ -120,7 +144,8 @@ class Master:
             if self.commit is not None:
                 self.commit.cond.notify_all()
         self.shell.join(self.shell.timing.rpc_timeout + 1)
-        if self.store is not None:
+        self.follow.close()
+        if self.store is not None and close_store:
             self.store.close()
 
     # -- client operations --------------------------------------------------------------
@@ -128,6 +153,7 @@ class Master:
                key: str | None = None) -> dict:
         """Append and wait until w nodes hold the message (raises ReadOnly or
         WriteConcernTimeout). A repeated key appends nothing and waits on the first seq."""
+        self._check_fence()
         wait = Wait() if w > 1 or self.store is not None else None
         with self.lock:
             a = self.state.append(message, w, self.shell.clock(), key, wait)
@@ -140,6 +166,7 @@ class Master:
 
     def append_many(self, messages: list[str], w: int, timeout: float | None = None,
                     key: str | None = None) -> dict:
+        self._check_fence()
         wait = Wait() if w > 1 or self.store is not None else None
         with self.lock:
             a = self.state.append_many(messages, w, self.shell.clock(), wait, key)
@@ -149,6 +176,14 @@ class Master:
         if not a.created:
             logger.info("batch with id {!r} repeated: seq={}", key, a.seq)
         return {"first_seq": a.seq - len(messages) + 1, **self._await(a, wait, w, timeout)}
+
+    def _check_fence(self) -> None:
+        """With failover: only the master of the current epoch, within its lease, writes."""
+        fence = self.shell.fence
+        if fence is not None:
+            why = fence.writable()
+            if why is not None:
+                raise ReadOnly(why)
 
     def _wake_writers(self) -> None:
         """Under the lock: new entries for one idle sender per secondary and the flusher."""
@@ -192,6 +227,9 @@ class Master:
         out["durable"] = None if self.store is None else {
             "data_dir": str(self.store.path), "fsync": self.store.mode, "syncs": self.store.syncs}
         out["recovery"] = self.recovery.report
+        if self.shell.fence is not None:
+            out["name"] = self.shell.me
+            out["failover"] = self.shell.fence.report()
         return out
 
     def discover(self, registered: dict[str, str]) -> None:

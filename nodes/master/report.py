@@ -74,9 +74,15 @@ def _disk_failed(e: Event) -> None:
     add_event("mode", f"read-only: {e.fields['reason']}")
 
 
+def _deposed(e: Event) -> None:
+    logger.warning("{}: {} waiting appends failed (each may or may not survive)",
+                   e.fields["reason"], e.fields["failed_waits"])
+
+
 REPORTERS = {"restart": _restart, "catchup": _catchup, "caught_up": _caught_up,
              "health": _health, "mode": _mode, "discovered": _discovered, "moved": _moved,
-             "left": _left, "disk_failed": _disk_failed}
+             "left": _left, "disk_failed": _disk_failed,
+             "deposed": _deposed}
 
 
 def report(event: Event) -> None:

@@ -55,6 +55,11 @@ class Shell:
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.stats = MasterStats()           # read by GET /metrics (nodes/metrics.py)
+        # With failover, the node's election (nodes/failover/node.py): every call carries
+        # fence.leader(), heartbeat answers go to fence.answered() (the lease), and an
+        # append needs fence.writable() to be None.
+        self.fence: Any = None
+        self.me: str | None = None     # with failover, this node's name (never its own secondary)
         self._threads: list[threading.Thread] = []
 
     def spawn(self, name: str, target: Callable[..., None], *args: Any) -> None:

@@ -1,0 +1,53 @@
+"""What a failover node must not forget across a crash: the highest epoch it has seen and
+the vote it gave in it (Raft's currentTerm and votedFor). Written to a temporary file,
+synced, renamed over the old one and the directory synced, before any answer that depends
+on it is sent; without a data directory it is kept in memory only (docs/failover.md)."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from ..core.election import Stored
+
+FILE = "election.json"
+
+
+class VoteFile:
+    def __init__(self, data_dir: str | Path | None) -> None:
+        self.path = Path(data_dir) / FILE if data_dir else None
+        self._memory = Stored()
+        self.writes = 0
+
+    def load(self) -> Stored:
+        if self.path is None or not self.path.exists():
+            return self._memory
+        try:
+            raw = json.loads(self.path.read_text())
+            epoch, voted = raw["epoch"], raw["voted_for"]
+            if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0 \
+                    or not (voted is None or isinstance(voted, str)):
+                raise ValueError(f"bad values {raw!r}")
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"{self.path} is damaged ({e}); it holds this node's epoch and "
+                             "vote: restore it, or remove it only if this node is then kept "
+                             "out of elections for one election timeout") from None
+        self._memory = Stored(epoch, voted)
+        return self._memory
+
+    def save(self, stored: Stored) -> None:
+        self._memory = stored
+        self.writes += 1
+        if self.path is None:
+            return
+        tmp = self.path.with_suffix(".tmp")
+        with open(tmp, "w") as f:
+            json.dump({"epoch": stored.epoch, "voted_for": stored.voted_for}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+        fd = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
