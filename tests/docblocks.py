@@ -51,16 +51,16 @@ REGISTRY = {
     # README.md
     "two-commands": "tests/integration/test_docblocks_local.py::test_readme_two_commands",
     "docker-build": "tests/docker/test_docker_docblocks.py::test_readme_build_and_up",
-    "api-example": "tests/integration/test_launcher.py::test_readme_api_example_works_as_written",
+    "api-example": "tests/integration/test_docblocks_local.py::test_readme_api_session",
     "api-batches": "tests/integration/test_docblocks_local.py::test_readme_api_session",
-    "python-client": "tests/integration/test_python_client.py::test_readme_client_block_works_as_written",
+    "python-client": "tests/integration/test_python_client.py::test_readme_python_client_block_works_as_written",
     "pyro5-example": "tests/integration/test_launcher.py::test_readme_python_example_works_as_written",
     "health-example": "tests/integration/test_docblocks_local.py::test_readme_api_session",
     "walkthrough": "tests/integration/test_launcher.py::test_readme_fault_walkthrough_works_as_written",
     "cli-overview": "tests/integration/test_docblocks_local.py::test_readme_cli_overview",
     "swarm-readme": "tests/swarm/test_swarm_docblocks.py::test_readme_swarm_block",
-    "tls-readme": "tests/integration/test_docblocks_security.py::test_readme_tls_block",
-    "tokens-readme": "tests/integration/test_docblocks_security.py::test_readme_tokens_block",
+    "tls-readme": "tests/integration/test_docblocks_security.py::test_readme_tls_and_tokens_blocks",
+    "tokens-readme": "tests/integration/test_docblocks_security.py::test_readme_tls_and_tokens_blocks",
     # docs/cli.md
     "cli-examples": "tests/integration/test_docblocks_local.py::test_cli_examples",
     "cli-demo-compose": "tests/docker/test_docker_demo.py::test_demo_all_on_the_compose_cluster",
@@ -91,7 +91,7 @@ REGISTRY = {
     "swarm-reach": "tests/swarm/test_swarm_docblocks.py::test_deploy_one_host_block",
     "swarm-tokens-swap": "tests/swarm/test_swarm_docblocks.py::test_deploy_one_host_block",
     # docs/performance.md
-    "bench-run": "tests/integration/test_docblocks_local.py::test_bench_block_setup_line",
+    "bench-setup": "tests/integration/test_docblocks_local.py::test_bench_setup_line",
 }
 
 
@@ -340,6 +340,7 @@ class Shell:
         self.lines: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
         self.transcript = transcript.open("a") if transcript else None
+        self.started: list[int] = []
         self.run(COMPOSE_SHIM)
 
     def _read(self) -> None:
@@ -384,13 +385,48 @@ class Shell:
         assert shown_matches(out, shown), f"{command}\nprinted:\n{out}\nthe document shows:\n{shown}"
         return out
 
-    def until_interrupted(self, command: str, seconds: float) -> tuple[int, str]:
+    def until_interrupted(self, command: str, seconds: float,
+                          during: Callable[[], None] | None = None) -> tuple[int, str]:
         """A command that runs until Ctrl-C (`-f`, a stream, a launcher): Ctrl-C after
         `seconds` (SIGINT to its process group, as a terminal sends it); what it printed."""
         return self.run(f"timeout -s INT {seconds} bash -c {shlex.quote(command)}",
-                        timeout=seconds + 60)
+                        timeout=seconds + 60, during=during)
+
+    def background(self, command: str, log: Path, env: dict[str, str] | None = None) -> int:
+        """A command a user starts in a terminal of its own (a node): started in the
+        background, its output in `log`, `env` (REPLOG_* fallbacks of its flags, e.g. its
+        port) before it. Returns its pid; stop it with stop()."""
+        prefix = " ".join(f"{k}={shlex.quote(v)}" for k, v in (env or {}).items())
+        rc, out = self.run(f"{prefix} {bare(command)} > {shlex.quote(str(log))} 2>&1 & echo $!")
+        assert rc == 0, out
+        pid = int(out.split()[-1])
+        self.started.append(pid)
+        return pid
+
+    def stop(self, *pids: int) -> None:
+        """SIGTERM (every entry point stops cleanly on it) and wait; all started ones when
+        no pid is given."""
+        pids = pids or tuple(self.started)
+        for pid in pids:
+            try:
+                os.kill(pid, 15)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + 30
+        for pid in pids:
+            while time.monotonic() < deadline and Path(f"/proc/{pid}").exists() and \
+                    Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z":
+                time.sleep(0.1)
+            if Path(f"/proc/{pid}").exists():
+                try:
+                    os.kill(pid, 9)
+                except ProcessLookupError:
+                    pass
+            if pid in self.started:
+                self.started.remove(pid)
 
     def close(self) -> None:
+        self.stop()
         if self.proc.poll() is None:
             try:
                 self.proc.stdin.write("exit\n")
@@ -416,7 +452,7 @@ def run_console(shell: Shell, b: Block, ports: dict[int, int] | None = None,
         command = substitute(step.command, ports or {})
         key = lambda table: next((v for k, v in (table or {}).items() if k in step.command), None)
         if (secs := key(interrupt)) is not None:
-            rc, out = shell.until_interrupted(command, secs)
+            rc, out = shell.until_interrupted(command, secs, during=key(during))
             assert rc in (0, 124, 130), f"exit {rc}: {command}\n{out}"
             assert shown_matches(out, step.shown), f"{command}\nprinted:\n{out}\nshown:\n{step.shown}"
         elif (secs := key(retry)) is not None:
