@@ -71,7 +71,6 @@ REGISTRY = {
     "compose-quick-start-session": "tests/docker/test_docker_docblocks.py::test_quick_start",
     "compose-no-registry": "tests/docker/test_docker_docblocks.py::test_readme_build_and_up",
     "compose-secondary3": "tests/docker/test_docker_docblocks.py::test_adding_secondaries",
-    "compose-secondary4": "tests/docker/test_docker_docblocks.py::test_adding_secondaries",
     "compose-logs": "tests/docker/test_docker_docblocks.py::test_reading_logs",
     "compose-faults": "tests/docker/test_docker_docblocks.py::test_faults_to_try",
     "compose-partition": "tests/docker/test_docker_docblocks.py::test_faults_to_try",
