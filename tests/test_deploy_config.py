@@ -722,3 +722,25 @@ def test_only_the_client_api_is_published() -> None:
         assert published == http, f"{node.label} publishes {published}"
     for name, svc in k8s_services().items():
         assert svc["spec"].get("type", "ClusterIP") == "ClusterIP", f"Service {name}"
+
+
+def test_the_kubernetes_blocks_make_the_secrets_the_manifests_mount() -> None:
+    """docs/deploy.md's kubectl blocks cannot run here (no cluster; marked not-run): the
+    Secrets they create, and their keys, are the ones the manifests mount."""
+    from tests import docblocks
+    tls = docblocks.block("k8s-tls").text
+    loop = re.search(r"for n in ([^;]+); do", tls).group(1).split()
+    made = {f"replog-tls-{n}" for n in loop}
+    assert "--from-file=certs/$n/" in tls
+    tokens = docblocks.block("k8s-tokens").text
+    assert "create secret generic replog-tokens --from-file=tokens.json --from-file=probe.token" \
+        in tokens
+    made.add("replog-tokens")
+    mounted = set()
+    for doc in k8s_resources():
+        for found in re.findall(r"(?:secretName|name): (replog-(?:tls-[\w-]+|tokens))\b",
+                                yaml.safe_dump(doc)):
+            mounted.add(found)
+    assert mounted == made, (sorted(mounted), sorted(made))
+    keys = {"tokens.json", "probe.token"}
+    assert all(k in yaml.safe_dump(k8s_resources()) for k in keys)

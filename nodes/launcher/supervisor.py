@@ -45,6 +45,11 @@ class Launcher:
         self.out = out
         self.log = logger
         self.root = Path(args.data_root).resolve()
+        # the nodes run in the repository, not in the caller's folder: a relative --certs or
+        # --tokens (`--certs certs`, as docs/security.md has it) is the caller's
+        for flag in ("certs", "tokens"):
+            if getattr(args, flag, ""):
+                setattr(args, flag, str(Path(getattr(args, flag)).resolve()))
         self.names = [f"secondary{i}" for i in range(1, args.secondaries + 1)]
         self.cluster: LocalCluster | None = None   # created by start(): it makes the folder
         self.members: dict[str, _Member] = {}

@@ -1,7 +1,8 @@
 """The launcher as users run it (python -m nodes.launcher / scripts/run.sh, a real process):
 a node that dies or is paused leaves the cluster running, the printed restart command
 works, --restart always brings a node back, a second launcher on taken ports starts nothing,
-and README's API examples (curl and Python) and fault walkthrough work as written."""
+and README's Pyro5 example and fault walkthrough work as written (its curl sessions:
+test_docblocks_local.py)."""
 import json
 import os
 import random
@@ -18,6 +19,7 @@ import pytest
 import requests
 
 from nodes.launcher import ROOT, port_taken, proc_state, wait_until
+from tests import docblocks
 
 README = ROOT / "README.md"
 
@@ -271,12 +273,6 @@ def test_readme_api_example_steps_are_found():
     assert steps[0][0].startswith("curl -s -XPOST localhost:5000/messages")
 
 
-def test_readme_api_example_works_as_written(tmp_path):
-    """The API's console block, on the cluster README's first command starts (fresh)."""
-    run_readme_steps(tmp_path, [["bash scripts/run.sh --fresh &", None],
-                                *walkthrough_steps("api-example")])
-
-
 _EVAL_LINES = r"""
 import json, sys
 shown = []     # [line number, code, the result its comment shows, repr of the real result]
@@ -302,19 +298,13 @@ def shown_matches(actual: str, expected: str | None) -> bool:
         ".*".join(map(re.escape, expected.split("..."))), actual) is not None
 
 
-def readme_python_block() -> str:
-    text = README.read_text()
-    section = text.split("### Python, through Pyro5", 1)[1]
-    return section.split("```python", 1)[1].split("```", 1)[0]
-
-
 def test_readme_python_example_works_as_written(launch):
     """README's Pyro5 block, line by line, on a fresh cluster: every result it shows in a
     comment ('...' stands for any text) is the one the call returns. Only the name server's
     port differs (Pyro5 reads PYRO_NS_PORT from the environment)."""
     launched = launch("--fresh").wait_started()
     env = dict(os.environ, PYRO_NS_HOST="127.0.0.1", PYRO_NS_PORT=str(launched.ns))
-    block = readme_python_block()
+    block = docblocks.block("pyro5-example").text
     assert "PYRONAME:replog.master" in block and block.count("  # ") >= 4
     out = subprocess.run([sys.executable, "-c", _EVAL_LINES], input=block, env=env, cwd=ROOT,
                          capture_output=True, text=True, timeout=60)
@@ -327,7 +317,7 @@ def test_readme_python_example_works_as_written(launch):
 
 
 def test_readme_fault_walkthrough_works_as_written(tmp_path):
-    run_readme_steps(tmp_path, walkthrough_steps())
+    run_readme_steps(tmp_path, walkthrough_steps("walkthrough"))
 
 
 def run_readme_steps(tmp_path, steps):

@@ -19,7 +19,9 @@ import requests
 from nodes.launcher import LocalCluster, ROOT, free_port
 from replog_client import Appended, BadRequest, Client, Entry, Page
 from .conftest import FAST
-from .test_launcher import README, launch, shown_matches  # noqa: F401  (launch: a fixture)
+from tests import docblocks
+
+from .test_launcher import launch, shown_matches  # noqa: F401  (launch: a fixture)
 
 
 @pytest.fixture(scope="module")
@@ -214,16 +216,11 @@ print(json.dumps(shown))
 """
 
 
-def readme_client_block() -> str:
-    text = README.read_text()
-    return text.split("<!-- python-client -->", 2)[1].split("```python", 1)[1].split("```")[0]
-
-
 def test_readme_python_client_block_works_as_written(launch):  # noqa: F811
     """Every line of the block on a fresh cluster started as README says; a line's comment
     is the result it returns ('...' for any text). Only the ports differ."""
     launched = launch("--fresh").wait_started()
-    block = readme_client_block()
+    block = docblocks.block("python-client").text
     for i in range(3):
         block = block.replace(f"localhost:{5000 + i}", f"localhost:{launched.base + i}")
     lines = block.splitlines()

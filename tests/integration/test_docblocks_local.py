@@ -1,0 +1,148 @@
+"""README's and docs/'s command blocks for a local cluster, run as written (tests/docblocks.py):
+the two commands, the API session (batches, long-poll, stream, /health), the `replog` command
+line, the entry points of docs/configuration.md, the benchmark's setup line.
+
+What a test changes, and only that: the ports (the documents' 5000-5003 and 9090 become free
+ones, as the documents tell a user to choose them: `--base-port`, `--http-port`, or the
+REPLOG_* variable behind every flag) and the data folder (REPLOG_DATA_ROOT, in a temporary
+folder); a command that runs until Ctrl-C gets a Ctrl-C after a few seconds.
+"""
+import os
+import signal
+import subprocess
+
+import pytest
+import requests
+
+from nodes.launcher import ROOT, wait_until
+from tests import docblocks
+from tests.docblocks import Shell, bare, run_console, sh_commands, substitute
+from tests.integration.test_launcher import free_base
+
+
+def ports_and_env(tmp_path):
+    base = free_base(5)
+    ns = base + 5
+    ports = {5000 + i: base + i for i in range(5)} | {9090: ns}
+    env = dict(os.environ, REPLOG_BASE_PORT=str(base), REPLOG_NS_PORT=str(ns),
+               REPLOG_DATA_ROOT=str(tmp_path / ".replog-data"), REPLOG_MASTER=f"http://127.0.0.1:{base}")
+    return base, ns, ports, env
+
+
+def start_run_sh(shell, tmp_path, command="bash scripts/run.sh --fresh"):
+    """README's `bash scripts/run.sh --fresh &` (what the API session continues from)."""
+    log = tmp_path / "run.out"
+    pid = shell.background(command, log)
+    wait_until(lambda: "Ctrl-C stops them all" in log.read_text(), 120, what="run.sh's table")
+    return pid, log
+
+
+@pytest.fixture
+def local(tmp_path):
+    base, ns, ports, env = ports_and_env(tmp_path)
+    shell = Shell(ROOT, env, transcript=tmp_path / "transcript.txt")
+    shell.base, shell.ns, shell.ports = base, ns, ports
+    try:
+        yield shell
+    finally:
+        shell.close()
+        print((tmp_path / "transcript.txt").read_text()[-6000:])
+        if (tmp_path / "run.out").exists():
+            print((tmp_path / "run.out").read_text(errors="replace")[-3000:])
+
+
+def test_readme_two_commands(local, tmp_path):
+    """`bash scripts/run.sh` starts the cluster and Ctrl-C stops it; `bash scripts/test.sh`
+    is what CI runs (.ci/run), so every CI run runs that line as written."""
+    run_sh, test_sh = sh_commands(docblocks.block("two-commands"))
+    assert bare(test_sh) == "bash scripts/test.sh"
+    assert "\nbash scripts/test.sh\n" in (ROOT / ".ci" / "run").read_text()
+    log = tmp_path / "run-sh.out"
+    with open(log, "wb") as out:
+        p = subprocess.Popen(["bash", "-c", run_sh], cwd=ROOT, env=local.env, stdout=out,
+                             stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            wait_until(lambda: "Ctrl-C stops them all" in log.read_text(), 120,
+                       what="run.sh's table of nodes")
+            health = requests.get(f"http://127.0.0.1:{local.base}/health", timeout=5).json()
+            assert set(health["secondaries"]) == {"secondary1", "secondary2"}
+        finally:
+            os.killpg(p.pid, signal.SIGINT)       # Ctrl-C
+            assert p.wait(30) == 0, log.read_text()[-3000:]
+
+
+def test_readme_api_session(local, tmp_path):
+    """The API's three console blocks as one session on a fresh `run.sh --fresh` cluster:
+    the first appends (api-example), batches, a long-poll and a stream (api-batches), then
+    /health (health-example)."""
+    start_run_sh(local, tmp_path)
+    wait_until(lambda: not requests.get(f"http://127.0.0.1:{local.base}/health",
+                                        timeout=5).json()["read_only"], 30, what="writable")
+
+    def post_d():     # "(POST it elsewhere)": seq 6 lands while the long-poll waits
+        r = requests.post(f"http://127.0.0.1:{local.base}/messages", json={"message": "d"},
+                          timeout=30)
+        assert r.status_code == 201 and r.json()["seq"] == 6, r.text
+
+    run_console(local, docblocks.block("api-example"), local.ports)
+    run_console(local, docblocks.block("api-batches"), local.ports,
+                during={"from=6&wait=30": post_d}, interrupt={"curl -sN": 3})
+    run_console(local, docblocks.block("health-example"), local.ports,
+                retry={"/health": 10})
+
+
+def test_readme_cli_overview(local, tmp_path):
+    """README's `replog` lines on a fresh cluster (REPLOG_MASTER, REPLOG_NS_PORT: the
+    command's own variables for --master and --ns-port); `tail -f` and `watch` get a Ctrl-C."""
+    start_run_sh(local, tmp_path)
+    for command in sh_commands(docblocks.block("cli-overview")):
+        if "-f" in command.split() or "replog watch" in command:
+            rc, out = local.until_interrupted(command, 3)
+            assert rc in (0, 124, 130), out
+        else:
+            local.check(command)
+    out = local.check("replog list --json")
+    assert '"hello world"' in out and '"300"' in out
+
+
+def test_cli_examples(local, tmp_path):
+    """docs/cli.md's session, every output compared with the one shown; the `tail -f` sees a
+    message appended meanwhile."""
+    start_run_sh(local, tmp_path)
+
+    def append_meanwhile():
+        r = requests.post(f"http://127.0.0.1:{local.base}/messages",
+                          json={"message": "appended meanwhile"}, timeout=30)
+        assert r.status_code == 201, r.text
+
+    run_console(local, docblocks.block("cli-examples"), local.ports,
+                interrupt={"tail -f": 3}, during={"tail -f": append_meanwhile},
+                retry={"replog health": 10})
+
+
+def test_configuration_entry_points(local, tmp_path):
+    """docs/configuration.md's four entry points: the name server, master and a secondary
+    started by hand (each in a terminal of its own) form a writable cluster; the launcher
+    line starts its own (stopped with SIGTERM, as clean as Ctrl-C)."""
+    commands = sh_commands(docblocks.block("entry-points"))
+    assert [c.split()[2] for c in commands] == ["nameserver", "nodes.master_node",
+                                               "nodes.secondary_node", "nodes.launcher"]
+    for command in commands[:3]:
+        local.background(substitute(command, local.ports), tmp_path / f"{command.split()[2]}.log")
+    master = f"http://127.0.0.1:{local.base}"
+    wait_until(lambda: requests.get(master + "/health", timeout=5).json()["secondaries"]
+               ["secondary1"]["status"] == "Healthy", 60, what="secondary1 Healthy")
+    assert requests.post(master + "/messages", json={"message": "m", "w": 2},
+                         timeout=30).status_code == 201
+    local.stop()
+    log = tmp_path / "launcher.log"
+    pid = local.background(substitute(commands[3], local.ports), log)
+    wait_until(lambda: "Ctrl-C stops them all" in log.read_text(), 60, what="the launcher's table")
+    local.stop(pid)
+
+
+def test_bench_setup_line(local):
+    """docs/performance.md's setup line (the benchmark runs themselves take minutes: the
+    block after it is marked not-run, and tests/test_bench_smoke.py runs --quick)."""
+    (setup,) = sh_commands(docblocks.block("bench-setup"))
+    local.check(setup, timeout=300)

@@ -1,0 +1,126 @@
+"""README's and docs/deploy.md's Swarm blocks, run as written (tests/docblocks.py) on the
+single-node swarm of the `swarm` fixture, as ONE session on one stack:
+
+1. README's block up to `docker service scale replog_secondary=4`;
+2. deploy.md's "On one host" block up to `docker service logs -f` (its deploy updates the
+   same stack: back to the stack file's 2 secondaries, then scaled to 3), and, while the stack
+   runs, deploy.md's "Reaching it" and token-swap blocks;
+3. the three removal lines, which both blocks end with, word for word (checked): once.
+
+What differs from a user's terminal, and only that: the stack's name (`replog` becomes a
+unique one, also in `replog_master`, `namespace=replog`, and the swapped secret's name, so
+that it runs beside other stacks on a shared engine), the master's port (MASTER_PORT, the
+documented setting; `localhost:5000` in a command follows it), `docker swarm init` answering
+that a swarm is already active (the blocks say: if none is), and a pause where a comment
+says to wait (`# wait for 4 tasks Running`) or a scaled service to be counted. The
+certificates and tokens land in deploy/swarm/certs and deploy/swarm/tokens, as written;
+ones already there are moved aside and put back.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import uuid
+
+import pytest
+
+from tests import docblocks
+from tests.docblocks import Shell, bare, sh_commands, substitute
+from tests.docker.conftest import FAST_TIMING, run, wait_until
+
+from .conftest import Stack
+
+pytestmark = [pytest.mark.docker, pytest.mark.swarm]
+
+SWARM_DIR = docblocks.ROOT / "deploy" / "swarm"
+
+
+@pytest.fixture(scope="module")
+def session(swarm_image, tmp_path_factory):
+    aside = tmp_path_factory.mktemp("swarm-aside")
+    moved = []
+    for sub in ("certs", "tokens"):
+        if (SWARM_DIR / sub).exists():
+            shutil.move(str(SWARM_DIR / sub), str(aside / sub))
+            moved.append(sub)
+    s = Stack(swarm_image)
+    shutil.rmtree(s.certs, ignore_errors=True)
+    shutil.rmtree(s.tokens, ignore_errors=True)
+    s.name = f"replog-doc-{uuid.uuid4().hex[:6]}"
+    s.certs, s.tokens = str(SWARM_DIR / "certs"), str(SWARM_DIR / "tokens")
+    env = {k: v for k, v in s.env.items() if k not in ("REPLOG_CERTS_DIR", "REPLOG_TOKENS_DIR")}
+    s.env = env | FAST_TIMING
+    transcript = tmp_path_factory.mktemp("swarm-docblocks") / "transcript.txt"
+    s.shell = Shell(docblocks.ROOT, s.env, transcript=transcript)
+    s.ports = {5000: s.master_port}
+    try:
+        yield s
+    finally:
+        print(transcript.read_text()[-6000:])
+        s.shell.close()
+        left = s.remove()
+        run(["docker", "secret", "rm", f"{s.name}-tokens-2"], check=False)
+        for sub in moved:
+            shutil.rmtree(SWARM_DIR / sub, ignore_errors=True)
+            shutil.move(str(aside / sub), str(SWARM_DIR / sub))
+        assert not any(left.values()), left
+
+
+def rename(s: Stack, command: str) -> str:
+    command = command.replace("replog-tokens-2", f"{s.name}-tokens-2")
+    command = re.sub(r"(?<![\w./:-])replog(?=[_)\"]|\s|$)", s.name, command)
+    return substitute(command, s.ports)
+
+
+def step(s: Stack, command: str) -> None:
+    """One line of a block, and what the user does after it (waits, as its comment says)."""
+    line = bare(command)
+    if line.startswith("docker swarm init"):
+        rc, out = s.shell.run(rename(s, command))
+        assert rc == 0 or "already part of a swarm" in out, out
+    elif " -f " in f" {line} ":
+        rc, out = s.shell.until_interrupted(rename(s, command), 4)
+        assert rc in (0, 124, 130) and out.strip(), out
+    else:
+        out = s.shell.check(rename(s, command), timeout=600)
+        if line.startswith("curl"):
+            assert '"seq"' in out or '"role": "master"' in out, out
+    if line.startswith("docker stack deploy"):
+        wait_until(lambda: s.get("master", "/health", timeout=2).status_code == 200, 180,
+                   what=f"the master to answer on 127.0.0.1:{s.master_port}")
+        s.wait_cluster({"secondary1", "secondary2"}, timeout=180)
+    if m := re.match(r"docker service scale \S+=(\d+)", line):
+        s.wait_cluster({f"secondary{i}" for i in range(1, int(m.group(1)) + 1)}, timeout=180)
+
+
+def test_readme_swarm_block(session):
+    readme = sh_commands(docblocks.block("swarm-readme"))
+    session.readme_tail = readme[-3:]
+    for command in readme[:-3]:
+        step(session, command)
+    assert session.health()["quorum"]["size"] == 5
+
+
+def test_deploy_one_host_block(session):
+    one_host = sh_commands(docblocks.block("swarm-one-host"))
+    removal = one_host[-3:]
+    assert [bare(c) for c in removal] == [bare(c) for c in session.readme_tail]
+    for command in one_host[:-3]:
+        step(session, command)
+    assert session.health()["quorum"]["size"] == 4
+
+    curl, add_ci = sh_commands(docblocks.block("swarm-reach"))
+    step(session, curl)
+    ci = session.shell.check(add_ci).strip().splitlines()[-1]
+    assert ci.startswith("rlg_"), ci
+    for command in sh_commands(docblocks.block("swarm-tokens-swap")):
+        step(session, command)
+    session.wait_cluster({"secondary1", "secondary2", "secondary3"}, timeout=180)
+    with session.session(token=None) as http:      # the new token file is in force
+        r = http.post(session.url("master", "/messages"), json={"message": "by ci"},
+                      headers={"Authorization": f"Bearer {ci}"}, timeout=30)
+        assert r.status_code == 201, r.text
+
+    for command in removal:
+        step(session, command)
+    assert not any(session.leftovers().values())
