@@ -49,7 +49,8 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     check_master_tuning(p, args)
     if args.failover:
-        return run_failover(p, args, "master", args.cluster or ["master", *args.secondaries])
+        return run_failover(p, args, "master", args.cluster or ["master", *args.secondaries],
+                            prefer=True)
     logs.setup("master", args.log_level)
     log_config(args)
     configure_rpc(args, rpc.MASTER_NAME)

@@ -46,7 +46,8 @@ class Secondary:
                  rand: Callable[[], float] = random.random,
                  clock: Callable[[], float] = time.monotonic, store: Store | None = None,
                  max_ahead: int = 10_000, allow_faults: bool = False,
-                 loaded: tuple[str | None, list, list[str]] | None = None) -> None:
+                 loaded: tuple[str | None, list, list[str]] | None = None,
+                 commit: int | None = None) -> None:
         self.name = name
         self.allow_faults = allow_faults   # POST /faults and set_faults() only when True
         self.stats = SecondaryStats()      # read by GET /metrics (nodes/metrics.py)
@@ -59,6 +60,7 @@ class Secondary:
         self.loaded_from_disk = 0
         self._syncs = 0     # bumped by every sync: a replicate call that straddles one fails
         self.fence: Any = None   # a failover node (nodes/failover) checks masters' calls
+        self.commit = commit     # failover: readers see at most this many (None: no limit)
         if loaded is not None:   # a deposed master's log (failover): already on its disk
             self.log.load(*loaded)
         elif store is not None:
@@ -85,8 +87,21 @@ class Secondary:
                      tuple(tuple(pair) for pair in self.log.history))
 
     def _shown(self) -> int:
-        """How many entries readers may see: only durable ones with a store. Under lock."""
-        return self.log.ack if self.store is None else min(self._durable.ack, self.log.ack)
+        """How many entries readers may see: only durable ones with a store, and with
+        failover only committed ones (the master's commit). Under lock."""
+        held = self.log.ack if self.store is None else min(self._durable.ack, self.log.ack)
+        return held if self.commit is None else min(held, self.commit)
+
+    def _take_commit(self, leader: dict | None) -> None:
+        """Failover: the master's commit, taken only while this copy follows the master's
+        epoch (synced: its entries match the master's up to its ACK), and capped by the
+        ACK. Never lowered. Under lock."""
+        if self.commit is None or leader is None or self.log.epoch != leader.get("epoch"):
+            return
+        commit = min(int(leader.get("commit", 0)), self.log.ack)
+        if commit > self.commit:
+            self.commit = commit
+            self.follow.advance(self._shown())
 
     def _refuse(self, what: str, e: Exception) -> None:
         self.stats.refused += 1
@@ -131,6 +146,7 @@ class Secondary:
                 self.store.save_meta(log_id, self.log.history)
             with self.lock:
                 self._durable = self._reply_of(self._synced)
+                self._take_commit(leader)
             if before != (self.log.log_id, self.log.epoch, self.log.ack):
                 logger.info("synced with log {} epoch {}: ack={}", log_id, self.log.epoch,
                             self._durable.ack)
@@ -164,7 +180,8 @@ class Secondary:
         if self.store is not None:
             self._persist()
         with self.lock:
-            self.follow.advance(self._durable.ack)
+            self._take_commit(leader)
+            self.follow.advance(self._shown())
             if self._syncs != syncs:
                 # The log was re-synced (maybe cut, maybe a new epoch) after this call was
                 # checked: its ACK would describe another log. The master retries after sync.
@@ -204,16 +221,19 @@ class Secondary:
         if self.fence is None or leader is None:
             return self._durable.wire()
         accepted, term = self.fence.check(leader)
+        if accepted and log_id == self.log.log_id:
+            with self.lock:
+                self._take_commit(leader)
         return {**self._durable.wire(), "term": term, "accepted": accepted}
 
-    def hand_over(self) -> tuple[str | None, list[list[int]], list[str]]:
-        """This node won an election: what it holds on disk (log id, history, entries),
-        for the Master that takes over its log and store."""
+    def hand_over(self) -> tuple[str | None, list[list[int]], list[str], int]:
+        """This node won an election: what it holds on disk (log id, history, entries) and
+        what it knows committed, for the Master that takes over its log and store."""
         with self.disk_lock:
             with self.lock:
                 reply = self._durable
                 return (reply.log_id, [list(p) for p in reply.history],
-                        self.log.snapshot()[:reply.ack])
+                        self.log.snapshot()[:reply.ack], self._shown())
 
     def read(self, log_id: str, first_seq: int, limit: int) -> list[str]:
         """Entries first_seq.. (at most limit) of the gap-free prefix, for a master that
@@ -249,6 +269,7 @@ class Secondary:
                 "held_back": self.log.held_back, "delay": self.delay,
                 "error_rate": self.error_rate, "incarnation": self.incarnation,
                 "log_id": reply.log_id, "epoch": reply.epoch, "cut": self.stats.cut,
+                **({"commit_seq": self.commit} if self.commit is not None else {}),
                 **({"failover": self.fence.report()} if self.fence is not None else {}),
                 "durable": None if self.store is None else
                 {"data_dir": str(self.store.path), "fsync": self.store.mode,

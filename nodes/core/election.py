@@ -163,7 +163,12 @@ def shown_by_secondary(old: int, master_commit: int, verified: int) -> int:
 
 class Election:
     def __init__(self, cluster: Cluster, timing: Timing, stored: Stored, now: float,
-                 rand: Callable[[], float], broken: Broken = Broken()) -> None:
+                 rand: Callable[[], float], broken: Broken = Broken(),
+                 first_timeout: float | None = None, never_heard: bool = False) -> None:
+        """first_timeout: the first try's timeout instead of a random one (the node meant to
+        be master first stands first). never_heard: the stored state proves that this node
+        never answered a master (epoch 0 on disk), so it need not wait out a lease it
+        cannot have granted before it votes."""
         if not broken.long_lease:
             timing.check()
         self.cluster, self.timing, self.rand, self.broken = cluster, timing, rand, broken
@@ -172,8 +177,8 @@ class Election:
         self.master: str | None = None           # the master of self.epoch, once heard from
         # A (re)started node may have answered a master's heartbeat just before it crashed:
         # it acts as if it had just heard from a master (no vote, no standing) for a while.
-        self.heard_at = now
-        self.deadline = now + self._timeout()
+        self.heard_at = float("-inf") if never_heard and stored.epoch == 0 else now
+        self.deadline = now + (self._timeout() if first_timeout is None else first_timeout)
         self.votes: set[str] = set()
         self.stamps: dict[str, float] = {}      # secondary -> newest stamp it accepted
         self.next_heartbeat = now

@@ -10,6 +10,7 @@ from typing import Any, Callable
 
 from . import history as hist
 from .concern import Waits, holders
+from .election import commit_index
 from .health import HealthPolicy, Quorum, Status, majority, quorum
 from .log import MasterLog
 from .progress import Backoff, Progress
@@ -49,6 +50,10 @@ class MasterState:
         self.waits = Waits()
         self.read_only = False
         self.named = frozenset(named)
+        # Failover (commit_rule): readers see only the first `commit` entries, those a
+        # majority holds (election.commit_index); otherwise they see the durable prefix.
+        self.commit_rule = False
+        self.commit = 0
         self._ready = Ready()
         self._calls = itertools.count(1)
         for name in named:
@@ -57,6 +62,11 @@ class MasterState:
     @property
     def epoch(self) -> int:
         return hist.last_epoch(self.history)
+
+    @property
+    def shown(self) -> int:
+        """How many entries readers see."""
+        return self.commit if self.commit_rule else self.durable
 
     def take_ready(self) -> Ready:
         ready, self._ready = self._ready, Ready()
@@ -171,10 +181,19 @@ class MasterState:
         self._release()
 
     def _release(self) -> None:
+        if self.commit_rule:
+            self._advance_commit()
         if self.waits:
             for token, seq in self.waits.release([s.acked for s in self.secondaries.values()],
                                                  self.durable):
                 self._ready.released.append((token, self.acks(seq)))
+
+    def _advance_commit(self) -> None:
+        acked = [s.acked for name, s in self.secondaries.items() if self.synced(name)]
+        commit = commit_index(self.commit, self.cluster_size, self.durable, acked,
+                              lambda seq: hist.epoch_at(self.history, seq), self.epoch)
+        if commit > self.commit:
+            self.commit = self._ready.shown = commit
 
     def _wait_for(self, seq: int, created: bool, w: int, token: Any) -> Appended:
         acks = self.acks(seq)

@@ -37,6 +37,7 @@ class Ready:
     released: list[tuple[Any, int]] = field(default_factory=list)   # (token, acks)
     failed: list[tuple[Any, str]] = field(default_factory=list)     # (token, why)
     events: list[Event] = field(default_factory=list)
+    shown: int = 0          # the shown prefix grew to this seq (0: unchanged)
 
     def __bool__(self) -> bool:
-        return bool(self.released or self.failed or self.events)
+        return bool(self.released or self.failed or self.events or self.shown)

@@ -46,7 +46,7 @@ class FailoverNode:
                  secondary: Any, make_master: Callable[[], Any],
                  make_secondary: Callable[[Any], Any], connect: Callable[[str, float], Any],
                  clock: Callable[[], float] = time.monotonic,
-                 rand: Callable[[], float] = random.random) -> None:
+                 rand: Callable[[], float] = random.random, first: bool = False) -> None:
         self.name, self.cluster, self.timing = cluster.me, cluster, timing
         self.url, self.votes, self.clock = url, votes, clock
         self.connect = connect                # (uri, timeout) -> proxy of a NodeAPI
@@ -58,7 +58,11 @@ class FailoverNode:
         if log_epoch > stored.epoch:          # the log's own epochs count as seen
             stored = el.Stored(log_epoch, None)
             votes.save(stored)
-        self.election = el.Election(cluster, timing, stored, clock(), rand)
+        # first: the node meant to be master (the master entry point) stands first, after
+        # a quarter of the smallest timeout, on a cluster's first start and every restart
+        self.election = el.Election(cluster, timing, stored, clock(), rand,
+                                    first_timeout=timing.election_min / 4 if first else None,
+                                    never_heard=votes.path is not None)
         self.role: Any = secondary            # a Secondary or a Master
         secondary.fence = self
         self.master_url: str | None = None
@@ -196,7 +200,11 @@ class FailoverNode:
 
     # -- the master side ------------------------------------------------------------------
     def leader(self) -> dict:
-        return {"epoch": self.election.epoch, "name": self.name, "url": self.url}
+        """What every call of this master carries: its epoch, name, URL and commit."""
+        role = self.role
+        commit = role.state.commit if _mastering(role) else 0
+        return {"epoch": self.election.epoch, "name": self.name, "url": self.url,
+                "commit": commit}
 
     def answered(self, node: str, reply: dict, stamp: float) -> None:
         """A secondary answered a call this master stamped `stamp` (its clock when sent)."""
@@ -224,14 +232,14 @@ class FailoverNode:
             if not self.is_master or _mastering(self.role):
                 return
             secondary = self.role
-            log_id, history, messages = secondary.hand_over()
+            log_id, history, messages, commit = secondary.hand_over()
             started = self.clock()
             master = self._make_master()
             master.shell.fence = self
             if log_id is None:
                 log_id, history = uuid.uuid4().hex, []
             history = hist.begin_epoch(hist.cut(history, len(messages)), len(messages), epoch)
-            master.start_elected(log_id, history, messages)
+            master.start_elected(log_id, history, messages, commit)
             self.role, self.master_url = master, self.url
             self.won += 1
         logger.warning("elected master of epoch {} with {} messages (log {}) in {:.0f} ms",
@@ -250,8 +258,8 @@ class FailoverNode:
             e = self.election
             why = (f"{self.name} is no longer the master: epoch {e.epoch} began"
                    + (f", its master is {e.master}" if e.master else ""))
-            log_id, history, messages = master.hand_over(why)
-            secondary = self._make_secondary((log_id, history, messages))
+            log_id, history, messages, commit = master.hand_over(why)
+            secondary = self._make_secondary((log_id, history, messages), commit)
             secondary.fence = self
             self.role = secondary
             self.stepped_down += 1

@@ -84,7 +84,8 @@ class Registrations:
             logger.warning("could not unregister from the name server: {}", e)
 
 
-def run(p: Any, args: Any, name: str, cluster: list[str]) -> None:
+def run(p: Any, args: Any, name: str, cluster: list[str], prefer: bool = False) -> None:
+    """prefer: this node stands first (the master entry point)."""
     if args.tls_dir:
         p.error("--failover with --tls-dir is not supported yet: a node's certificate names "
                 "one role (docs/failover.md, known limits)")
@@ -106,10 +107,11 @@ def run(p: Any, args: Any, name: str, cluster: list[str]) -> None:
     if store is None:
         logger.warning("failover without --data-dir: this node forgets its votes when it "
                        "restarts (it then waits one election timeout before it votes again)")
-    def make_secondary(loaded: Any = None) -> Secondary:
+    def make_secondary(loaded: Any = None, commit: int = 0) -> Secondary:
         return Secondary(name, getattr(args, "delay", 0.0), getattr(args, "error_rate", 0.0),
                          store=store, max_ahead=getattr(args, "max_ahead", 10_000),
-                         allow_faults=getattr(args, "allow_faults", False), loaded=loaded)
+                         allow_faults=getattr(args, "allow_faults", False), loaded=loaded,
+                         commit=commit)
 
     def make_master_role() -> Any:
         master = make_master(args, store, [n for n in cluster if n != name],
@@ -118,10 +120,11 @@ def run(p: Any, args: Any, name: str, cluster: list[str]) -> None:
         return master
 
     try:
-        first = make_secondary()
+        initial = make_secondary()
         votes = VoteFile(args.data_dir or None)
         node = FailoverNode(el.Cluster(name, frozenset(cluster)), timing, votes, "",
-                            first, make_master_role, make_secondary, rpc.proxy)
+                            initial, make_master_role, make_secondary, rpc.proxy,
+                            first=prefer)
     except (DataDirError, ValueError) as e:
         fatal("{}{}", "the log is corrupt: " if isinstance(e, CorruptLog) else "", e)
     registrations = Registrations(args, node)

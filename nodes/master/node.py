@@ -53,6 +53,7 @@ class Master:
         self.links: dict[str, Link] = {}
         self._replicating = False
         self.follow = Notifier()    # GET /messages?wait= and /messages/stream wait on it
+        self.shell.on_shown = self.follow.advance
 
     @property
     def log_id(self) -> str:
@@ -75,20 +76,23 @@ class Master:
         else:
             self._start_replication()
 
-    def start_elected(self, log_id: str, history: list[list[int]], messages: list[str]) -> None:
+    def start_elected(self, log_id: str, history: list[list[int]], messages: list[str],
+                      commit: int) -> None:
         """Failover: this node won an election and serves its own log (already on its disk)
-        in the epoch that begins in `history`; no recovery (the election chose the log)."""
+        in the epoch that begins in `history`; no recovery (the election chose the log).
+        Readers see only committed entries: `commit` (known committed already) at first."""
         with self.lock:
             self.state.log.load(messages, {})
             self.state.begin(log_id, history, durable=len(messages))
+            self.state.commit_rule, self.state.commit = True, commit
         if self.store is not None:
             self.store.save_meta(log_id, history)
         self._start_replication()
 
-    def hand_over(self, why: str) -> tuple[str, list[list[int]], list[str]]:
+    def hand_over(self, why: str) -> tuple[str, list[list[int]], list[str], int]:
         """Failover: this master is deposed. Fail every waiting append with `why`, stop, and
-        return what its disk holds (log id, history, entries) for the Secondary it becomes;
-        the store stays open for it."""
+        return what its disk holds (log id, history, entries, commit) for the Secondary it
+        becomes; the store stays open for it."""
         with self.lock:
             self.state.depose(why)
             ready = self.shell.take()
@@ -96,7 +100,8 @@ class Master:
         self.stop(close_store=False)
         with self.lock:
             st = self.state
-            return st.log_id, hist.cut(st.history, st.durable), st.log.messages(st.durable)
+            return (st.log_id, hist.cut(st.history, st.durable), st.log.messages(st.durable),
+                    st.commit)
 
     def _recover_in_background(self, own: plan.Copy) -> None:
         while not self.shell.stopping.is_set():
@@ -109,8 +114,9 @@ class Master:
             self._replicating = True
             names = list(self.state.secondaries)
             if self.store is not None:
-                self.commit = GroupCommit(self.shell, self.store, self.follow.advance)
-            self.follow.advance(self.state.durable)      # the log found by recovery
+                self.commit = GroupCommit(self.shell, self.store,
+                                          lambda _: self.follow.advance(self.state.shown))
+            self.follow.advance(self.state.shown)      # the log found by recovery
         if self.commit is not None:
             self.shell.spawn("flush", self.commit.loop)
         for name in names:
@@ -159,7 +165,7 @@ class Master:
             a = self.state.append(message, w, self.shell.clock(), key, wait)
             if a.created:
                 self._wake_writers()
-                self.follow.advance(self.state.durable)  # in memory: shown at once
+                self.follow.advance(self.state.shown)  # in memory: shown at once
         if not a.created:
             logger.info("append with id {!r} repeated: seq={}", key, a.seq)
         return self._await(a, wait, w, timeout)
@@ -172,7 +178,7 @@ class Master:
             a = self.state.append_many(messages, w, self.shell.clock(), wait, key)
             if a.created:
                 self._wake_writers()
-                self.follow.advance(self.state.durable)
+                self.follow.advance(self.state.shown)
         if not a.created:
             logger.info("batch with id {!r} repeated: seq={}", key, a.seq)
         return {"first_seq": a.seq - len(messages) + 1, **self._await(a, wait, w, timeout)}
@@ -207,12 +213,12 @@ class Master:
     def messages(self) -> list[str]:
         """What the master's disk holds (an entry not yet synced may still be lost)."""
         with self.lock:
-            return self.state.log.messages(self.state.durable)
+            return self.state.log.messages(self.state.shown)
 
     def snapshot(self) -> tuple[list[str], int]:
         """(entry list, count) to read without the lock: entries 1..count stay as they are."""
         with self.lock:
-            return self.state.log.snapshot(), self.state.durable
+            return self.state.log.snapshot(), self.state.shown
 
     def secondary_uris(self) -> dict[str, str | None]:
         """Where each known secondary is registered (the dashboard reads their tails)."""
@@ -230,6 +236,7 @@ class Master:
         if self.shell.fence is not None:
             out["name"] = self.shell.me
             out["failover"] = self.shell.fence.report()
+            out["commit_seq"] = self.state.commit
         return out
 
     def discover(self, registered: dict[str, str]) -> None:

@@ -61,6 +61,7 @@ class Shell:
         self.fence: Any = None
         self.me: str | None = None     # with failover, this node's name (never its own secondary)
         self._threads: list[threading.Thread] = []
+        self.on_shown: Callable[[int], None] = lambda seq: None   # readers may see more
 
     def spawn(self, name: str, target: Callable[..., None], *args: Any) -> None:
         t = threading.Thread(target=target, args=args, name=name, daemon=True)
@@ -86,6 +87,8 @@ class Shell:
         for wait, why in ready.failed:
             wait.error = why
             wait.event.set()
+        if ready.shown:
+            self.on_shown(ready.shown)
         for event in ready.events:
             try:
                 report(event)
