@@ -100,21 +100,25 @@ class Front:
 
     def __call__(self, environ: dict, start_response: Callable) -> Any:
         app = self.app()
-        if environ.get("PATH_INFO") == "/messages" and environ.get("REQUEST_METHOD") == "POST" \
-                and not _mastering(self._role):
-            return self._to_master(environ, start_response)
+        if not _mastering(self._role):
+            path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD")
+            if path == "/messages" and method == "POST":
+                return self._to_master(environ, start_response)
+            if method == "GET" and (path in ("/", "/cluster") or path.startswith("/dashboard/")):
+                return self._to_master(environ, start_response)    # the master's dashboard
         return app(environ, start_response)
 
     def _to_master(self, environ: dict, start_response: Callable) -> list[bytes]:
         r = self.node.report()
         if r["master"] and r["master"] != self.node.name and r["master_url"]:
-            location = r["master_url"].rstrip("/") + "/messages"
+            location = r["master_url"].rstrip("/") + environ.get("PATH_INFO", "/messages")
             if environ.get("QUERY_STRING"):
                 location += "?" + environ["QUERY_STRING"]
             environ["replog.note"] = f"307 to {r['master']}"
             return _answer(start_response, "307 Temporary Redirect",
-                           {"error": f"{self.node.name} is a secondary: writes go to the "
-                                     f"master {r['master']} of epoch {r['epoch']}",
+                           {"error": f"{self.node.name} is a secondary: writes (and the "
+                                     f"dashboard) are at the master {r['master']} of epoch "
+                                     f"{r['epoch']}",
                             "master": r["master"], "master_url": r["master_url"],
                             "epoch": r["epoch"]}, [("Location", location)])
         environ["replog.note"] = "503: no master known"

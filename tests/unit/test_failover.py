@@ -165,6 +165,12 @@ def test_a_write_to_a_secondary_is_sent_to_the_master():
     assert body["master"] == "s2" and body["master_url"] == "http://h:5002"
 
 
+def test_the_dashboard_of_a_secondary_is_the_masters():
+    status, headers, _ = call(Front(FakeNode("s2", "http://h:5002"), lambda role: None), "GET",
+                              "/dashboard/app.js")
+    assert status.startswith("307") and headers["Location"] == "http://h:5002/dashboard/app.js"
+
+
 def test_a_write_during_an_election_is_told_to_retry():
     status, headers, body = call(Front(FakeNode(None, None), lambda role: None))
     assert status.startswith("503") and headers["Retry-After"] == "1"

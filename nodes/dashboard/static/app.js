@@ -133,6 +133,9 @@ function render(data) {
   text($("#cluster-size"), q.size);
   text($("#quorum"), `${q.available} of ${q.size} (${q.needed} needed)`);
   text($("#waiting"), h.waiting);
+  const f = h.failover;             // with --failover: who is master, of which epoch
+  $("#epoch-line").hidden = !f;
+  if (f) { text($("#epoch"), f.epoch); text($("#master-name"), f.master || "being elected"); }
   const mode = $("#mode");
   mode.className = `mode ${h.read_only ? "ro" : "ok"}`;
   text(mode, h.read_only ? "read-only" : "writable");
@@ -149,7 +152,7 @@ function render(data) {
 
   const names = Object.keys(h.secondaries).sort();
   const maxLag = Math.max(5, ...names.map((n) => h.secondaries[n].lag));
-  const nodes = [{ name: "master", role: "master", status: h.read_only ? "Unhealthy" : "Healthy",
+  const nodes = [{ name: h.name || "master", role: "master", status: h.read_only ? "Unhealthy" : "Healthy",
                    statusText: h.read_only ? "read-only" : "writable", acked: h.last_seq, lag: 0,
                    age: "—", tail: null, entries: data.tails.master }];
   for (const name of names) {
