@@ -12,7 +12,7 @@ from typing import Any, Callable
 import Pyro5.api
 from loguru import logger
 
-from .core.log import Refused, SecondaryLog
+from .core.log import KeyBook, Refused, SecondaryLog
 from .core.validate import BadRequest, check_messages
 from .follow import Notifier
 from .metrics import SecondaryStats
@@ -46,8 +46,8 @@ class Secondary:
                  rand: Callable[[], float] = random.random,
                  clock: Callable[[], float] = time.monotonic, store: Store | None = None,
                  max_ahead: int = 10_000, allow_faults: bool = False,
-                 loaded: tuple[str | None, list, list[str]] | None = None,
-                 commit: int | None = None) -> None:
+                 loaded: tuple[str | None, list, list[str], dict[str, int]] | None = None,
+                 commit: int | None = None, max_keys: int = 0) -> None:
         self.name = name
         self.allow_faults = allow_faults   # POST /faults and set_faults() only when True
         self.stats = SecondaryStats()      # read by GET /metrics (nodes/metrics.py)
@@ -61,11 +61,16 @@ class Secondary:
         self._syncs = 0     # bumped by every sync: a replicate call that straddles one fails
         self.fence: Any = None   # a failover node (nodes/failover) checks masters' calls
         self.commit = commit     # failover: readers see at most this many (None: no limit)
+        # failover (max_keys > 0): the master's idempotency keys, kept for when this node
+        # becomes master
+        self.keys = KeyBook(max_keys)
         if loaded is not None:   # a deposed master's log (failover): already on its disk
-            self.log.load(*loaded)
+            self.log.load(*loaded[:3])
+            self.keys = KeyBook(max_keys, loaded[3])
         elif store is not None:
-            stored = store.load(max_keys=0)
+            stored = store.load(max_keys=max_keys)
             self.log.load(stored.log_id, stored.history, stored.messages)
+            self.keys = KeyBook(max_keys, stored.keys)
             self.loaded_from_disk = len(stored.messages)
             logger.info("loaded {} messages of log {} epoch {} from {}", len(stored.messages),
                         stored.log_id, self.log.epoch, store.path)
@@ -132,6 +137,7 @@ class Secondary:
                     self._refuse("sync", e)
                     raise PermissionError(str(e)) from None
                 self._syncs += 1
+                self.keys.cut(result.keep)
                 cut = self._written > result.keep
                 self._written = min(self._written, result.keep)
                 self._synced = min(self._synced, result.keep)
@@ -153,7 +159,7 @@ class Secondary:
             return {**self._durable.wire(), **extra}
 
     def replicate(self, log_id: str, epoch: int, first_seq: int, messages: list[str],
-                  leader: dict | None = None) -> dict:
+                  leader: dict | None = None, keys: dict | None = None) -> dict:
         if isinstance(first_seq, bool) or not isinstance(first_seq, int) or first_seq < 1:
             raise ValueError("first_seq must be a positive integer")
         extra = self._admit(leader)
@@ -172,9 +178,12 @@ class Secondary:
             except Refused as e:
                 self._refuse(f"replicate seq={first_seq}", e)
                 raise PermissionError(str(e)) from None
+            if keys and self.keys.max_keys:
+                self.keys.received(first_seq, keys, self._written)
             result = self.log.store(first_seq, messages)
             syncs = self._syncs
             if self.store is None:    # memory is all there is: held once stored
+                self.keys.take(self._written + 1, self.log.ack)
                 self._written = self._synced = self.log.ack
                 self._durable = self._reply_of(self._synced)
         if self.store is not None:
@@ -204,8 +213,9 @@ class Secondary:
             with self.lock:
                 first = self._written + 1
                 entries = self.log.shown_since(first)
+                keys = self.keys.take(first, first + len(entries) - 1)
             if entries:
-                self.store.write(first, entries)
+                self.store.write(first, entries, keys)
                 self._written += len(entries)
             if self._synced < self._written:   # also after a commit that failed last time
                 self.store.commit()
@@ -226,14 +236,15 @@ class Secondary:
                 self._take_commit(leader)
         return {**self._durable.wire(), "term": term, "accepted": accepted}
 
-    def hand_over(self) -> tuple[str | None, list[list[int]], list[str], int]:
-        """This node won an election: what it holds on disk (log id, history, entries) and
-        what it knows committed, for the Master that takes over its log and store."""
+    def hand_over(self) -> tuple[str | None, list[list[int]], list[str], int, dict[str, int]]:
+        """This node won an election: what it holds on disk (log id, history, entries), what
+        it knows committed, and the keys, for the Master that takes over its log and store."""
         with self.disk_lock:
             with self.lock:
                 reply = self._durable
+                keys = {k: seq for k, seq in self.keys.by_key.items() if seq <= reply.ack}
                 return (reply.log_id, [list(p) for p in reply.history],
-                        self.log.snapshot()[:reply.ack], self._shown())
+                        self.log.snapshot()[:reply.ack], self._shown(), keys)
 
     def read(self, log_id: str, first_seq: int, limit: int) -> list[str]:
         """Entries first_seq.. (at most limit) of the gap-free prefix, for a master that

@@ -19,12 +19,13 @@ class SecondaryAPI:
         self._s = secondary
 
     def replicate(self, log_id: str, epoch: int, first_seq: int, messages: list[str],
-                  leader: dict | None = None) -> dict:
+                  leader: dict | None = None, keys: dict | None = None) -> dict:
         """Store messages[i] at seq first_seq+i; the ACK is the highest gap-free seq. Only
         for the log and epoch this secondary synced with. leader (failover): the calling
-        master's epoch, name and HTTP URL."""
+        master's epoch, name, HTTP URL and commit; keys: the idempotency keys of some of
+        the messages, by their index (as text), kept for when this node becomes master."""
         tls.require_caller(tls.MASTER, "replicate")
-        return self._s.replicate(log_id, epoch, first_seq, messages, leader)
+        return self._s.replicate(log_id, epoch, first_seq, messages, leader, keys)
 
     def sync(self, log_id: str, history: list, last_seq: int, new_log: bool = False,
              leader: dict | None = None) -> dict:

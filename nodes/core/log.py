@@ -21,23 +21,27 @@ class MasterLog:
         self.max_keys = max_keys
         self._track = track_keys
         self._unwritten_keys: dict[int, str] = {}
+        self._key_at: dict[int, str] = {}     # seq -> key of the keys kept (keys_between)
 
     def load(self, messages: list[str], keys: dict[str, int]) -> None:
         """Start from a stored log (keys: key -> seq, oldest first)."""
         self._entries = list(messages)
         self._by_key = dict(keys)
+        self._key_at = {seq: key for key, seq in self._by_key.items()}
         self._forget_old_keys()
 
     def truncate(self, keep: int) -> None:
         """Keep the first `keep` entries (recovery only, before anything is served)."""
         self._entries = self._entries[:keep]
         self._by_key = {k: s for k, s in self._by_key.items() if s <= keep}
+        self._key_at = {s: k for k, s in self._by_key.items()}
         self._unwritten_keys = {s: k for s, k in self._unwritten_keys.items() if s <= keep}
 
     def _forget_old_keys(self) -> None:
-        by_key = self._by_key
+        by_key, key_at = self._by_key, self._key_at
         while len(by_key) > self.max_keys:
-            del by_key[next(iter(by_key))]
+            key = next(iter(by_key))
+            key_at.pop(by_key.pop(key), None)
 
     def take_keys(self, first_seq: int, last_seq: int) -> dict[int, str]:
         """Keys of the appends first_seq..last_seq, by index from first_seq, to write them."""
@@ -79,8 +83,22 @@ class MasterLog:
             self._remember(key, last)
         return first, last
 
+    def keys_between(self, first_seq: int, last_seq: int) -> dict[int, str]:
+        """The keys kept of the appends first_seq..last_seq, by index from first_seq (to
+        replicate them with the entries: with failover, a new master must know them)."""
+        key_at = self._key_at
+        if not key_at:
+            return {}
+        return {seq - first_seq: key_at[seq] for seq in range(first_seq, last_seq + 1)
+                if seq in key_at}
+
+    def keys_upto(self, seq: int) -> dict[str, int]:
+        """key -> seq of the keys kept for entries 1..seq, oldest first."""
+        return {k: s for k, s in self._by_key.items() if s <= seq}
+
     def _remember(self, key: str, seq: int) -> None:
         self._by_key[key] = seq
+        self._key_at[seq] = key
         if len(self._by_key) > self.max_keys:
             self._forget_old_keys()
         if self._track:
@@ -231,3 +249,49 @@ class SecondaryLog:
     def snapshot(self) -> list[str]:
         """The shown list itself (see MasterLog.snapshot)."""
         return self._shown
+
+
+class KeyBook:
+    """A secondary's copy of the master's idempotency keys (failover: the node that becomes
+    master must answer a retried key with its first seq, not append it again). by_key: key
+    -> seq of the newest max_keys keys written to disk; pending: seq -> key received with
+    entries not yet written."""
+
+    def __init__(self, max_keys: int, keys: dict[str, int] | None = None) -> None:
+        self.max_keys = max_keys
+        self.by_key: dict[str, int] = dict(keys or {})
+        self.pending: dict[int, str] = {}
+
+    def received(self, first_seq: int, keys: object, floor: int) -> None:
+        """Keys by index (as text) from first_seq, as a replicate call carries them; those
+        of entries already written (seq <= floor) are dropped. Raises ValueError."""
+        if not keys:
+            return
+        if not isinstance(keys, dict):
+            raise ValueError("keys must map an index to a key")
+        for index, key in keys.items():
+            seq = first_seq + int(index)
+            if not isinstance(key, str) or int(index) < 0:
+                raise ValueError(f"bad key {key!r} at index {index!r}")
+            if seq > floor:
+                self.pending[seq] = key
+
+    def take(self, first_seq: int, last_seq: int) -> dict[int, str]:
+        """Entries first_seq..last_seq are being written: their keys (by index from
+        first_seq), now counted as held."""
+        if not self.pending:
+            return {}
+        out = {}
+        for seq in range(first_seq, last_seq + 1):
+            key = self.pending.pop(seq, None)
+            if key is not None:
+                out[seq - first_seq] = key
+                self.by_key.pop(key, None)
+                self.by_key[key] = seq
+        while len(self.by_key) > self.max_keys:
+            del self.by_key[next(iter(self.by_key))]
+        return out
+
+    def cut(self, keep: int) -> None:
+        self.by_key = {k: s for k, s in self.by_key.items() if s <= keep}
+        self.pending = {s: k for s, k in self.pending.items() if s <= keep}

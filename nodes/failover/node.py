@@ -232,14 +232,14 @@ class FailoverNode:
             if not self.is_master or _mastering(self.role):
                 return
             secondary = self.role
-            log_id, history, messages, commit = secondary.hand_over()
+            log_id, history, messages, commit, keys = secondary.hand_over()
             started = self.clock()
             master = self._make_master()
             master.shell.fence = self
             if log_id is None:
                 log_id, history = uuid.uuid4().hex, []
             history = hist.begin_epoch(hist.cut(history, len(messages)), len(messages), epoch)
-            master.start_elected(log_id, history, messages, commit)
+            master.start_elected(log_id, history, messages, commit, keys)
             self.role, self.master_url = master, self.url
             self.won += 1
         logger.warning("elected master of epoch {} with {} messages (log {}) in {:.0f} ms",
@@ -258,8 +258,8 @@ class FailoverNode:
             e = self.election
             why = (f"{self.name} is no longer the master: epoch {e.epoch} began"
                    + (f", its master is {e.master}" if e.master else ""))
-            log_id, history, messages, commit = master.hand_over(why)
-            secondary = self._make_secondary((log_id, history, messages), commit)
+            log_id, history, messages, commit, keys = master.hand_over(why)
+            secondary = self._make_secondary((log_id, history, messages, keys), commit)
             secondary.fence = self
             self.role = secondary
             self.stepped_down += 1

@@ -111,7 +111,7 @@ def run(p: Any, args: Any, name: str, cluster: list[str], prefer: bool = False) 
         return Secondary(name, getattr(args, "delay", 0.0), getattr(args, "error_rate", 0.0),
                          store=store, max_ahead=getattr(args, "max_ahead", 10_000),
                          allow_faults=getattr(args, "allow_faults", False), loaded=loaded,
-                         commit=commit)
+                         commit=commit, max_keys=args.max_keys)
 
     def make_master_role() -> Any:
         master = make_master(args, store, [n for n in cluster if n != name],

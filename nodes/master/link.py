@@ -114,6 +114,11 @@ class Link:
                 self.answered(reply, "sync", call=batch.call)
                 return True
             first, count = batch.first_seq, len(batch.messages)
+            if fence is not None:      # a secondary that becomes master must know the keys
+                with self.cond:
+                    keys = self.shell.state.log.keys_between(first, first + count - 1)
+                if keys:
+                    kw["keys"] = {str(i): k for i, k in keys.items()}   # marshal: str keys
             started = time.perf_counter()
             try:
                 reply = conn.to(uri).replicate(log_id, epoch, first, batch.messages, **kw)

@@ -77,22 +77,23 @@ class Master:
             self._start_replication()
 
     def start_elected(self, log_id: str, history: list[list[int]], messages: list[str],
-                      commit: int) -> None:
+                      commit: int, keys: dict[str, int]) -> None:
         """Failover: this node won an election and serves its own log (already on its disk)
         in the epoch that begins in `history`; no recovery (the election chose the log).
         Readers see only committed entries: `commit` (known committed already) at first."""
         with self.lock:
-            self.state.log.load(messages, {})
+            self.state.log.load(messages, keys)
             self.state.begin(log_id, history, durable=len(messages))
             self.state.commit_rule, self.state.commit = True, commit
         if self.store is not None:
             self.store.save_meta(log_id, history)
         self._start_replication()
 
-    def hand_over(self, why: str) -> tuple[str, list[list[int]], list[str], int]:
+    def hand_over(self, why: str) -> tuple[str, list[list[int]], list[str], int,
+                                             dict[str, int]]:
         """Failover: this master is deposed. Fail every waiting append with `why`, stop, and
-        return what its disk holds (log id, history, entries, commit) for the Secondary it
-        becomes; the store stays open for it."""
+        return what its disk holds (log id, history, entries, commit, keys) for the
+        Secondary it becomes; the store stays open for it."""
         with self.lock:
             self.state.depose(why)
             ready = self.shell.take()
@@ -101,7 +102,7 @@ class Master:
         with self.lock:
             st = self.state
             return (st.log_id, hist.cut(st.history, st.durable), st.log.messages(st.durable),
-                    st.commit)
+                    st.commit, st.log.keys_upto(st.durable))
 
     def _recover_in_background(self, own: plan.Copy) -> None:
         while not self.shell.stopping.is_set():

@@ -187,3 +187,38 @@ def test_reads_on_a_secondary_go_to_its_own_app():
 
     status, _, _ = call(Front(FakeNode("s2", "u"), lambda role: app), "GET")
     assert status == "200 OK" and seen == ["/messages"]
+
+
+# -- idempotency keys survive a failover ---------------------------------------------------
+def test_keys_travel_with_the_entries_and_reach_the_next_master(tmp_path):
+    from nodes.core.log import MasterLog
+    from nodes.storage.store import Store
+    m = MasterLog(track_keys=True)
+    m.append("a", "k1")
+    m.append("b")
+    m.append("c", "k3")
+    assert m.keys_between(1, 3) == {0: "k1", 2: "k3"} and m.keys_between(2, 2) == {}
+    store = Store(tmp_path, offload=False)
+    s = Secondary("s1", store=store, max_keys=10, commit=0)
+    s.sync("L", [[1, 1]], 0)
+    s.replicate("L", 1, 1, ["a", "b", "c"], None,
+                {str(i): k for i, k in m.keys_between(1, 3).items()})
+    assert s.hand_over()[4] == {"k1": 1, "k3": 3}
+    store.close()
+    again = Secondary("s1", store=Store(tmp_path, offload=False), max_keys=10, commit=0)
+    assert again.hand_over()[4] == {"k1": 1, "k3": 3}      # and they were on its disk
+
+
+def test_a_cut_forgets_the_keys_of_the_entries_cut():
+    s = Secondary("s1", max_keys=10, commit=0)
+    s.sync("L", [[1, 1]], 0)
+    s.replicate("L", 1, 1, ["a", "b"], None, {"0": "k1", "1": "k2"})
+    s.sync("L", [[1, 1], [2, 2]], 1)                        # seq 2 is another epoch's
+    assert s.hand_over()[4] == {"k1": 1}
+
+
+def test_without_failover_a_secondary_keeps_no_keys():
+    s = Secondary("s1")
+    s.sync("L", [[1, 1]], 0)
+    s.replicate("L", 1, 1, ["a"], None, {"0": "k1"})
+    assert s.hand_over()[4] == {}

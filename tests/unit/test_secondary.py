@@ -53,13 +53,13 @@ class FakeStore:
         self.meta = None
 
     def load(self, max_keys=0):
-        return SimpleNamespace(log_id=None, history=[], messages=[])
+        return SimpleNamespace(log_id=None, history=[], messages=[], keys={})
 
     @property
     def written(self):
         return sum(len(m) for _, m in self.records)
 
-    def write(self, first_seq, messages):
+    def write(self, first_seq, messages, keys=None):
         if self.fail_writes:
             self.fail_writes -= 1
             raise OSError(28, "No space left on device")
