@@ -21,7 +21,8 @@ from nodes.config import Parser, add_tls
 @Pyro5.server.behavior(instance_mode="single")
 class GuardedNameServer(Pyro5.nameserver.NameServer):
     """Pyro5's name server; with TLS, a name may be registered, changed or removed only by
-    the node whose certificate it names (replog.master: master, replog.secondary.X: X).
+    the node whose certificate it names (replog.master: master, or any node with --failover;
+    replog.secondary.X and replog.node.X: X).
     Look-ups and listings stay open to every certified peer."""
 
     def _authorize(self, what: str, name: object) -> None:
@@ -29,7 +30,7 @@ class GuardedNameServer(Pyro5.nameserver.NameServer):
             return
         where, cert = tls.caller()
         owner = tls.owner_of(name)
-        if owner is None or cert != owner:
+        if not tls.allows(owner, cert):
             logger.warning("refused {} of {!r} from {} (certificate {!r}): {}", what, name,
                            where, cert, "no node may" if owner is None else
                            f"only {owner!r} may")
@@ -71,12 +72,17 @@ def parser() -> Parser:
     p.flag("--advertise-host", default="", help="address put in the name server's own URI")
     p.flag("--log-level", default="INFO", help="TRACE, DEBUG, INFO, WARNING or ERROR")
     add_tls(p)
+    p.switch("--failover", help="with --tls-dir: the cluster elects its master (--failover on "
+                                "its nodes), so any node's certificate may register "
+                                "replog.master, and the node named master may register as "
+                                "a secondary")
     return p
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     logs.setup("nameserver", args.log_level)
+    tls.FAILOVER = args.failover
     name = rpc.configure(threadpool_size=200, tls_dir=args.tls_dir)
     if name is not None and name != tls.NAMESERVER:
         logger.warning("serving with the certificate of {!r}: nodes expect {!r} and will not "

@@ -7,6 +7,7 @@ the node it stands for (see nodes.tls).
 """
 from __future__ import annotations
 
+import os
 import socket
 import time
 from pathlib import Path
@@ -55,9 +56,14 @@ def configure(threadpool_size: int = 80, tls_dir: str | Path = "",
     return name
 
 
-def configure_client(tls_dir: str | Path = "") -> str | None:
+def configure_client(tls_dir: str | Path = "", failover: bool | None = None) -> str | None:
     """For Python clients of a cluster (tests, benchmarks, scripts): TLS with the client
-    certificate in tls_dir (e.g. certs/client-alice), or plain TCP when empty."""
+    certificate in tls_dir (e.g. certs/client-alice), or plain TCP when empty. failover
+    (default: REPLOG_FAILOVER=1 in the environment): the cluster elects its master, so
+    replog.master may show any node's certificate."""
+    if failover is None:
+        failover = os.environ.get("REPLOG_FAILOVER", "").lower() in ("1", "true", "yes")
+    tls.FAILOVER = failover
     return configure(tls_dir=tls_dir, role="client")
 
 
@@ -157,7 +163,7 @@ class NodeProxy(Pyro5.api.Proxy):
         if expected is None:
             return
         got = tls.name_of(self._pyroConnection.getpeercert())
-        if got != expected:
+        if not tls.allows(expected, got):
             where = f"{self._pyroUri.host}:{self._pyroUri.port}"
             self._pyroRelease()
             raise PeerMismatch(f"{where} presented the certificate of {got!r}, not of "

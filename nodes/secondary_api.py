@@ -15,7 +15,10 @@ from .core.validate import BadRequest, check_faults
 class SecondaryAPI:
     """What the master (and curious clients) call over Pyro5."""
 
-    def __init__(self, secondary: Any) -> None:   # nodes.secondary_node.Secondary
+    # who may call the master's methods (with TLS): the master; a failover cluster's nodes
+    _masters: str | frozenset[str] = tls.MASTER
+
+    def __init__(self, secondary: Any) -> None:   # nodes.secondary.Secondary
         self._s = secondary
 
     def replicate(self, log_id: str, epoch: int, first_seq: int, messages: list[str],
@@ -24,26 +27,26 @@ class SecondaryAPI:
         for the log and epoch this secondary synced with. leader (failover): the calling
         master's epoch, name, HTTP URL and commit; keys: the idempotency keys of some of
         the messages, by their index (as text), kept for when this node becomes master."""
-        tls.require_caller(tls.MASTER, "replicate")
+        tls.require_caller(self._masters, "replicate")
         return self._s.replicate(log_id, epoch, first_seq, messages, leader, keys)
 
     def sync(self, log_id: str, history: list, last_seq: int, new_log: bool = False,
              leader: dict | None = None) -> dict:
         """Keep the prefix shared with the master's log (log_id, epoch history, length)."""
-        tls.require_caller(tls.MASTER, "sync")
+        tls.require_caller(self._masters, "sync")
         return self._s.sync(log_id, history, last_seq, new_log, leader)
 
     def heartbeat(self, log_id: str | None = None, epoch: int | None = None,
                   leader: dict | None = None) -> dict:
-        tls.require_caller(tls.MASTER, "heartbeat")
+        tls.require_caller(self._masters, "heartbeat")
         return self._s.heartbeat(log_id, epoch, leader)
 
     def history(self) -> dict:
-        tls.require_caller(tls.MASTER, "history")
+        tls.require_caller(self._masters, "history")
         return self._s.history()
 
     def read(self, log_id: str, first_seq: int, limit: int) -> list[str]:
-        tls.require_caller(tls.MASTER, "read")
+        tls.require_caller(self._masters, "read")
         return self._s.read(log_id, first_seq, limit)
 
     def messages(self) -> list[str]:
@@ -57,7 +60,7 @@ class SecondaryAPI:
         return self._s.tail(count)
 
     def set_faults(self, delay: float | None = None, error_rate: float | None = None) -> dict:
-        tls.require_caller(tls.MASTER, "set_faults")
+        tls.require_caller(self._masters, "set_faults")
         if not self._s.allow_faults:
             raise PermissionError("fault injection is off: start the secondary with "
                                   "--allow-faults (REPLOG_ALLOW_FAULTS=1)")

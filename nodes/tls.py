@@ -14,12 +14,18 @@ from typing import Any
 
 from loguru import logger
 
-from .names import MASTER_NAME, NAMESERVER_OBJECT, SECONDARY_PREFIX
+from .names import MASTER_NAME, NAMESERVER_OBJECT, NODE_PREFIX, SECONDARY_PREFIX
 
 MASTER = "master"
 NAMESERVER = "nameserver"
 CLIENT_PREFIX = "client-"
 FILES = ("ca.crt", "node.crt", "node.key")
+ANY_NODE = "any node of the cluster"   # owner_of/expected_peer: whichever node is master
+
+# With failover (a cluster started with --failover) any node may be master: replog.master
+# is then any node's, and a node named master may be a secondary. Set by the failover
+# nodes, the name server's --failover and, for clients, REPLOG_FAILOVER=1.
+FAILOVER = False
 
 
 # -- the rules (pure) -------------------------------------------------------------------------
@@ -28,17 +34,31 @@ def may_be_secondary(name: str | None) -> bool:
     return bool(name) and name not in (MASTER, NAMESERVER) and not name.startswith(CLIENT_PREFIX)
 
 
+def is_node(name: str | None) -> bool:
+    """A certificate name of a node of the cluster (the master or a secondary)."""
+    return name == MASTER or may_be_secondary(name)
+
+
 def owner_of(pyro_name: object) -> str | None:
     """The certificate name that may register (or remove) pyro_name in the name server;
-    None: nobody may (over the network)."""
+    ANY_NODE: any node's (replog.master with failover); None: nobody may (over the
+    network)."""
     if not isinstance(pyro_name, str):
         return None
     if pyro_name == MASTER_NAME:
-        return MASTER
+        return ANY_NODE if FAILOVER else MASTER
     if pyro_name.startswith(SECONDARY_PREFIX):
         name = pyro_name[len(SECONDARY_PREFIX):]
-        return name if may_be_secondary(name) else None
+        return name if may_be_secondary(name) or (FAILOVER and name == MASTER) else None
+    if pyro_name.startswith(NODE_PREFIX):
+        name = pyro_name[len(NODE_PREFIX):]
+        return name if is_node(name) else None
     return None
+
+
+def allows(owner: str | None, cert: str | None) -> bool:
+    """Does the certificate `cert` satisfy owner_of()'s (or expected_peer()'s) answer?"""
+    return owner is not None and (cert == owner or (owner == ANY_NODE and is_node(cert)))
 
 
 def expected_peer(object_id: str) -> str | None:
@@ -150,16 +170,18 @@ def caller() -> tuple[str, str | None]:
     return where, name_of(cert)
 
 
-def require_caller(allowed: str, what: str) -> None:
+def require_caller(allowed: str | frozenset[str], what: str) -> None:
     """With TLS on, refuse (PermissionError, one log line) a call whose peer's certificate
-    is not `allowed`'s. Without TLS every caller passes (the startup warning said so)."""
+    is not `allowed`'s (one name, or a set: a failover cluster's nodes). Without TLS every
+    caller passes (the startup warning said so)."""
     if not enabled():
         return
     where, name = caller()
-    if name != allowed:
+    if name != allowed and not (isinstance(allowed, frozenset) and name in allowed):
+        who = allowed if isinstance(allowed, str) else f"a node of {sorted(allowed)}"
         logger.warning("refused {} from {} (certificate {!r}): only {!r} may call it", what,
-                       where, name, allowed)
-        raise PermissionError(f"{what}: only the {allowed} may call this")
+                       where, name, who)
+        raise PermissionError(f"{what}: only {who} may call this")
 
 
 UNAUTHENTICATED = ("the node plane is UNAUTHENTICATED: any process that reaches this node's "

@@ -16,6 +16,8 @@ from typing import Any, Callable
 
 import Pyro5.api
 
+from .. import tls
+
 from ..master_api import MasterAPI
 from ..secondary_api import SecondaryAPI
 from .node import FailoverNode, _mastering
@@ -29,7 +31,9 @@ class NodeAPI:
 
     def vote(self, epoch: int, candidate: str, last_epoch: int, length: int) -> dict:
         """Grant or refuse this node's vote in `epoch` to `candidate`, whose log ends with an
-        entry of `last_epoch` at seq `length`; {"ignored": True} while it hears a master."""
+        entry of `last_epoch` at seq `length`; {"ignored": True} while it hears a master.
+        With TLS only the candidate itself may ask."""
+        tls.require_caller(candidate, "vote")
         for value in (epoch, last_epoch, length):
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError("epoch, last_epoch and length must be integers from 0 on")
@@ -44,6 +48,7 @@ class NodeAPI:
 class SecondaryFacade(SecondaryAPI):
     def __init__(self, node: FailoverNode) -> None:   # noqa: D107 (no super: _s is computed)
         self._node = node
+        self._masters = frozenset(node.cluster.nodes)   # whichever of them is master
 
     @property
     def _s(self) -> Any:

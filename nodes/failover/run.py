@@ -8,7 +8,7 @@ from typing import Any
 
 from loguru import logger
 
-from .. import logs, rpc
+from .. import logs, rpc, tls
 from ..core import election as el
 from ..master.build import make_master
 from ..secondary import Secondary
@@ -86,9 +86,6 @@ class Registrations:
 
 def run(p: Any, args: Any, name: str, cluster: list[str], prefer: bool = False) -> None:
     """prefer: this node stands first (the master entry point)."""
-    if args.tls_dir:
-        p.error("--failover with --tls-dir is not supported yet: a node's certificate names "
-                "one role (docs/failover.md, known limits)")
     if name not in cluster or len(set(cluster)) != len(cluster):
         p.error(f"--cluster must name every node once, this one ({name}) included; got "
                 f"{cluster}")
@@ -101,6 +98,7 @@ def run(p: Any, args: Any, name: str, cluster: list[str], prefer: bool = False) 
         p.error(f"--election-min/--election-max/--lease: {e}")
     logs.setup(name, args.log_level)
     log_config(args)
+    tls.FAILOVER = True     # with TLS: whichever node is master holds replog.master
     configure_rpc(args, NODE_PREFIX + name)
     store = Store(args.data_dir, args.fsync, args.fsync_interval, offload=True) \
         if args.data_dir else None

@@ -55,7 +55,8 @@ class PyroTransport:
         if not tls.enabled():
             return ""
         parsed = Pyro5.core.URI(uri)
-        if not tls.may_be_secondary(name) or parsed.object != rpc.SECONDARY_PREFIX + name:
+        if tls.owner_of(rpc.SECONDARY_PREFIX + name) != name \
+                or parsed.object != rpc.SECONDARY_PREFIX + name:
             return f"{uri} cannot stand for secondary {name!r}"
         # the daemon there (whatever objects it serves) must show name's certificate
         p = rpc.proxy(f"PYRO:{Pyro5.core.DAEMON_NAME}@{parsed.location}", timeout, expect=name)

@@ -16,6 +16,31 @@ def test_who_may_register_what():
         assert tls.owner_of(name) is None
 
 
+def test_every_node_owns_its_node_name():
+    assert tls.owner_of("replog.node.master") == "master"
+    assert tls.owner_of("replog.node.s1") == "s1"
+    assert tls.owner_of("replog.node.nameserver") is None
+    assert tls.owner_of("replog.node.client-alice") is None
+
+
+@pytest.fixture
+def failover():
+    tls.FAILOVER = True
+    yield
+    tls.FAILOVER = False
+
+
+def test_with_failover_any_node_may_be_master_and_master_a_secondary(failover):
+    owner = tls.owner_of("replog.master")
+    assert owner == tls.ANY_NODE
+    assert tls.allows(owner, "s1") and tls.allows(owner, "master")
+    assert not tls.allows(owner, "client-alice") and not tls.allows(owner, "nameserver")
+    assert not tls.allows(owner, None)
+    assert tls.owner_of("replog.secondary.master") == "master"
+    assert tls.owner_of("replog.secondary.nameserver") is None
+    assert tls.allows("s1", "s1") and not tls.allows("s1", "s2") and not tls.allows(None, "s1")
+
+
 def test_which_certificate_a_server_must_show():
     assert tls.expected_peer("Pyro.NameServer") == "nameserver"
     assert tls.expected_peer("replog.master") == "master"
