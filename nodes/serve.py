@@ -182,7 +182,7 @@ def client_plane(args: Any, app: Any) -> tuple[Any, Any, edge.Timeouts]:
 
 
 def _keep_registered(args: Any, pyro_name: str, uri: str, stop: threading.Event,
-                     interval: float = 2.0) -> None:
+                     interval: float = 1.0) -> None:
     """Register again when the name server lost our entry (it restarted: it keeps its
     registrations in memory). An entry naming another URI is left alone: that is a newer
     process of the same name."""
