@@ -146,6 +146,8 @@ class Secondary:
             log_sync(log_id, before[0], result)
             if result.dropped:
                 self.stats.cut += len(result.dropped)
+                if self.fence is not None:
+                    self.fence.on_cut(len(result.dropped))
             if self.store is not None:
                 if cut:
                     self.store.truncate(result.keep)

@@ -86,7 +86,7 @@ class FailoverNode:
                     "voted_for": e.voted_for, "cluster": sorted(self.cluster.nodes),
                     "writable": e.writable(self.clock()),
                     "elections_stood": self.elections, "elections_won": self.won,
-                    "stepped_down": self.stepped_down}
+                    "stepped_down": self.stepped_down, "cut": self.votes.cut}
 
     @staticmethod
     def _log_of(role: Any) -> tuple[str | None, int, int]:
@@ -197,6 +197,11 @@ class FailoverNode:
                             self.master_url)
         self._carry(out)
         return accepted, self.election.epoch
+
+    def on_cut(self, count: int) -> None:
+        """This node's log was cut back to an elected master's: count it for good."""
+        with self.lock:
+            self.votes.add_cut(count)
 
     # -- the master side ------------------------------------------------------------------
     def leader(self) -> dict:

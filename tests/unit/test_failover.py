@@ -21,6 +21,23 @@ def test_vote_file_keeps_epoch_and_vote_across_a_restart(tmp_path):
     assert not list(tmp_path.glob("*.tmp"))          # written whole, then renamed
 
 
+def test_the_count_of_entries_cut_survives_a_restart(tmp_path):
+    """/health's failover.cut must not forget a cut when the node restarts or changes role
+    (the failover chaos run caught w=1 writes lost "silently" that were cut on a node that
+    was killed, or elected, later)."""
+    v = VoteFile(tmp_path)
+    v.save(el.Stored(2, "m"))
+    v.add_cut(3)
+    again = VoteFile(tmp_path)
+    assert again.load() == el.Stored(2, "m") and again.cut == 3
+
+
+def test_a_secondary_reports_what_it_cuts_to_its_node():
+    s = secondary()
+    s.sync("L", [[1, 1], [2, 2]], 1)                 # seqs 2-3 of another epoch: cut
+    assert s.fence.cut == 2
+
+
 def test_vote_file_without_a_directory_is_memory_only(tmp_path):
     v = VoteFile(None)
     v.save(el.Stored(3, None))
@@ -104,6 +121,9 @@ class Fence:
 
     def report(self):
         return {}
+
+    def on_cut(self, count):
+        self.cut = getattr(self, "cut", 0) + count
 
 
 def secondary(commit=0):
