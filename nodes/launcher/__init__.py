@@ -18,7 +18,8 @@ kill -9, SIGSTOP/SIGCONT and restart, used by the integration tests, the chaos t
 the benchmark.
 
 The parts: procs (one node process, wait_until, http_json), cluster (LocalCluster), ports
-(who holds a port, a process's state), roles (who is master, with --failover), supervisor (the launcher's watch over its nodes),
+(who holds a port, a process's state), roles (who is master, with --failover),
+supervisor (the launcher's watch over its nodes),
 cli (flags and main; python -m nodes.launcher runs __main__).
 """
 from .cluster import LocalCluster
