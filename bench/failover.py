@@ -245,7 +245,8 @@ def kills_case(s: dict, workdir: Path) -> dict:
     med = round(statistics.median(done), 4) if done else None
     worst = max(done) if done else None
     return {"kills": n, "completed": len(done), "median_s": med, "max_s": worst,
-            "p90_s": percentile(sorted(done), 90) if done else None, "min_s": min(done) if done else None,
+            "p90_s": percentile(sorted(done), 90) if done else None,
+            "min_s": min(done) if done else None,
             "trials": trials, "retry_s": RETRY_S, "request_timeout_s": REQUEST_TIMEOUT_S,
             "targets": {"median_s": TARGET_MEDIAN_S, "max_s": TARGET_MAX_S},
             "met": {"median": None if med is None else (med <= TARGET_MEDIAN_S
