@@ -50,6 +50,7 @@ PARTS = (
     Part("baseline", "bench.baseline", default=False),  # this tree against --baseline REF
     Part("follow", "bench.follow", default=False),      # long-polls, streams, HTTP batches
     Part("security", "bench.security", default=False),  # HTTPS + tokens, hostile clients
+    Part("failover", "bench.failover", default=False),  # kill -9/SIGSTOP of the master, cost
 )
 
 # diagnostics last: it is never a default, and --help lists the parts in this order

@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,12 @@ class Controller:
               ) -> None:
         """The cluster a scenario starts from: master, `up` running; the rest stopped."""
         raise NotImplementedError
+
+    def fresh_failover(self) -> list[str]:
+        """A failover cluster (every node --failover, each with a data directory): its node
+        names. Only the demo's own cluster can be started so."""
+        raise Skipped("needs the demo's own cluster: failover is opt-in (every node started "
+                      "with --failover), so a running cluster cannot be switched to it")
 
     def start(self, name: str) -> None:
         raise NotImplementedError
@@ -107,6 +114,24 @@ class LocalController(Controller):
                                          **self.secondary_flags)
         master = self.cluster.start_master(list(SECONDARIES), **FAST)
         self.master_url = master.url
+
+    def fresh_failover(self) -> list[str]:
+        """master, secondary1 and secondary2, each with --failover --cluster (all three) and
+        a data directory (its votes and log survive kill -9), the election's default
+        timings. Started together; who becomes master is the election's choice."""
+        self._stop_nodes()
+        names = ["master", *SECONDARIES]
+        data = self.workdir / f"failover-{uuid.uuid4().hex[:6]}"
+        fo = dict(failover=True, cluster=names)
+        procs = [self.cluster.start_secondary(name, wait=False, data_dir=data / name, **fo,
+                                              **self.secondary_flags) for name in SECONDARIES]
+        procs.append(self.cluster.start_master(list(SECONDARIES), wait=False,
+                                               data_dir=data / "master", **fo,
+                                               **self.secondary_flags))
+        for proc in procs:
+            proc.wait_ready()
+        self.master_url = ""                 # whoever the election makes master
+        return names
 
     def start(self, name: str) -> None:
         proc = self.cluster.procs.get(name)

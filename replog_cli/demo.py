@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from nodes.launcher import wait_until
+from replog_client import Client, ReplogError
 
 from . import format as fmt
 from .client import ClientError, Http
@@ -26,7 +27,7 @@ from .controller import (ComposeController, Controller, LocalController, RemoteC
 from .narrator import Failed, Narrator, Result, Skipped, check
 
 S1, S2 = SECONDARIES
-SCENARIOS = ("iteration1", "iteration2", "iteration3", "faults")
+SCENARIOS = ("iteration1", "iteration2", "iteration3", "faults", "failover")
 
 
 class Demo:
@@ -415,6 +416,202 @@ class Demo:
         self.n.step("stop the stream; compare the lists",
                     f"{S2} caught up: the same list on every node, lag 0", caught_up)
 
+    # -- failover ---------------------------------------------------------------------------
+    def view(self, name: str) -> dict | None:
+        """A node's /health "failover" object; None when it does not answer."""
+        try:
+            return Http(self.ctl.url(name), timeout=0.5, retries=0).health().get("failover")
+        except ClientError:
+            return None
+
+    def elected(self, names: list[str], above: int = -1) -> tuple[str, int] | None:
+        """(name, epoch) of the node that says it is master, writable, in an epoch above
+        `above`, and that every answering node follows; None while there is none."""
+        views = {n: self.view(n) for n in names}
+        for n, v in views.items():
+            if v and v["role"] == "master" and v["writable"] and v["epoch"] > above and all(
+                    o is None or o["master"] == n for o in views.values()):
+                return n, v["epoch"]
+        return None
+
+    def failover(self) -> None:
+        self.n.scenario("failover", "kill -9 of the master while clients write: an election, "
+                                    "writes resume on the new master, the old one rejoins as "
+                                    "a secondary")
+        names = self.ctl.fresh_failover()
+        self.n.note("own cluster: master, secondary1 and secondary2, each started with "
+                    "--failover --cluster master,secondary1,secondary2 and a data directory; "
+                    "default timings: election timeout 0.6-1.2 s, lease 0.5 s")
+        state: dict = {}
+
+        def first() -> str:
+            t0 = time.monotonic()
+            state["master"], state["epoch"] = self.wait(lambda: self.elected(names),
+                                                        "a master to be elected")
+            return (f"{state['master']} is master of epoch {state['epoch']} "
+                    f"({fmt.duration(time.monotonic() - t0)} after the nodes answered); the "
+                    "others follow it")
+        self.n.step("start the three nodes with --failover",
+                    "they elect one of them master (any one: the node named master has no "
+                    "privilege) within a few seconds", first)
+        m = state["master"]
+        others = [n for n in names if n != m]
+        urls = [self.ctl.url(n) for n in others] + [self.ctl.url(m)]   # a secondary first
+        stop = threading.Event()
+        acked: dict[int, list[tuple[float, str, str]]] = {1: [], 2: []}   # w -> (t, text, url)
+        errors: list[str] = []
+
+        def writer(w: int) -> None:
+            # the Python client, given every node: it follows 307s, waits out 503s and moves
+            # on from a node that does not answer (short timeouts: a dead one never will)
+            client = Client(urls, timeout=1.0, retries=40, backoff_base=0.02,
+                            backoff_cap=0.2, retry_after_cap=0.2)
+            i = 0
+            try:
+                while not stop.is_set():
+                    text = self.msg(f"w={w} #{i}")
+                    try:
+                        client.append(text, w=w)
+                        acked[w].append((time.monotonic(), text, client.url))
+                    except ReplogError as e:
+                        errors.append(f"w={w} {text}: {e.message}")
+                    i += 1
+            finally:
+                client.close()
+        threads = [threading.Thread(target=writer, args=(w,), daemon=True) for w in (1, 2)]
+
+        def by(url: str) -> str:
+            return next((n for n in names if self.ctl.url(n) == url), url)
+        try:
+            def streaming() -> str:
+                for t in threads:
+                    t.start()
+                self.wait(lambda: len(acked[1]) >= 30 and len(acked[2]) >= 30, "30 writes each")
+                check(not errors, f"writes failed: {errors[:3]}")
+                where = {by(u) for _, _, u in acked[1] + acked[2]}
+                check(where == {m}, f"answered by {where}, not only {m}")
+                return (f"{len(acked[1])} w=1 and {len(acked[2])} w=2 written, every one "
+                        f"answered by {m} (307 from {others[0]} followed)")
+            self.n.step("two clients write: a stream of w=1 messages and one of w=2 (a "
+                        f"majority); each is given all three URLs, {others[0]}'s first",
+                        f"{others[0]} answers 307 to {m}; the clients follow it; every write "
+                        "answers 201", streaming)
+
+            def killed() -> str:
+                before = {w: len(a) for w, a in acked.items()}
+                t0 = time.monotonic()
+                self.ctl.kill(m)
+                new, epoch = self.wait(lambda: self.elected(others, state["epoch"]),
+                                       "another node to be elected", timeout=15)
+                t_el = time.monotonic() - t0
+                new_url, old_url = self.ctl.url(new), self.ctl.url(m)
+                self.wait(lambda: all(any(u == new_url for _, _, u in acked[w][before[w]:])
+                                      for w in (1, 2)), "writes to resume", timeout=15)
+                # a write the old master answered just before it died may be timed after t0
+                resumed = min(t for w in (1, 2) for t, _, u in acked[w] if u == new_url) - t0
+                last_before = max(t for w in (1, 2) for t, _, u in acked[w] if u == old_url)
+                state.update(new=new, new_epoch=epoch)
+                check(not errors, f"writes failed: {errors[:3]}")
+                return (f"{new} is master of epoch {epoch}, seen {t_el:.2f} s after the kill; "
+                        f"the first write it acknowledged, {resumed:.2f} s after the kill "
+                        f"({resumed + t0 - last_before:.2f} s after the last one {m} "
+                        "acknowledged); no write failed")
+            self.n.step(f"kill -9 the master ({m}) in the middle of the streams",
+                        "another node is elected within about 1-2 s (election timeout 0.6-1.2 "
+                        "s, then a majority's answer to its first heartbeats: its lease) and "
+                        "the clients' writes resume on it, without an error", killed)
+            new = state["new"]
+
+            def resumed() -> str:
+                at = len(acked[2])
+                self.wait(lambda: len(acked[2]) >= at + 30, "30 more w=2 writes")
+                where = {by(u) for _, _, u in acked[2][at:]}
+                check(where == {new}, f"answered by {where}")
+                return f"30 more w=2 writes, every one answered by {new}"
+            self.n.step("keep writing", f"the new master {new} answers the writes", resumed)
+
+            def rejoined() -> str:
+                t0 = time.monotonic()
+                self.ctl.start(m)
+                v = self.wait(lambda: (lambda v: v if v and v["master"] == new else None)(
+                    self.view(m)), f"{m} to follow {new}")
+                check(v["role"] == "secondary", f"{m} says it is {v['role']}")
+                self.wait(lambda: Http(self.ctl.url(new), timeout=5).health()["secondaries"]
+                          [m]["status"] == "Healthy", f"{new} to see {m} Healthy")
+                return (f"{m} is a secondary of epoch {v['epoch']} following {new}, "
+                        f"{fmt.duration(time.monotonic() - t0)} after its start; {new} sees "
+                        "it Healthy")
+            self.n.step(f"start {m} again with its same command and data directory",
+                        f"it rejoins as a secondary of {new} (it does not take the master "
+                        "back) and catches up", rejoined)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(30)
+
+        def same() -> str:
+            logs: dict[str, list] = {}
+
+            def agree() -> bool:
+                logs.update({n: self.log_of_node(n) for n in names})
+                return len({tuple(x) for x in logs.values()}) == 1
+            self.wait(agree, "the three logs to agree")
+            log = logs[new]
+            missing2 = [t for _, t, _ in acked[2] if t not in log]
+            twice = sorted({t for t in log if log.count(t) > 1})
+            check(not missing2, f"acknowledged w=2 writes missing: {missing2[:3]}")
+            check(not errors, f"writes failed: {errors[:3]}")
+            # one write in flight per client when the master died may be retried on the new
+            # master and appended again: the keys that make a retry idempotent stay on the
+            # master that took them (replicate carries no keys), so the new one cannot know it
+            check(len(twice) <= len(threads), f"held twice: {twice}")
+            said = (f"all three hold the same {len(log)} messages; all {len(acked[2])} "
+                    "acknowledged w=2 writes are in it")
+            if twice:
+                return (said + f"; held twice: {', '.join(twice)}: a write in flight at the "
+                        "kill, retried by its client on the new master, which does not know "
+                        "its idempotency key (keys are not replicated: a known limit)")
+            return said + ", each once"
+        self.n.step("stop the clients; GET /messages on every node",
+                    "the same list on every node; every acknowledged w=2 write in it (a write "
+                    "in flight at the kill may be held twice: see below)", same)
+
+        def cut() -> str:
+            h = Http(self.ctl.url(m), timeout=5).health()
+            metric = self.metric(m, "replog_secondary_cut_messages")
+            log = self.log_of_node(new)
+            lost = [t for _, t, _ in acked[1] if t not in log]
+            check(h.get("cut") == metric, f"/health says cut={h.get('cut')}, "
+                                          f"/metrics says {metric}")
+            check(len(lost) <= (h.get("cut") or 0),
+                  f"{len(lost)} acknowledged w=1 writes are missing but only {h.get('cut')} "
+                  f"were cut (recorded): {lost[:3]}")
+            if not h.get("cut"):
+                return (f"{m} cut nothing (cut=0, replog_secondary_cut_messages_total 0): every "
+                        f"write it acknowledged before the kill had reached a secondary, so "
+                        f"all {len(acked[1])} acknowledged w=1 writes survived this time")
+            return (f"{m} cut {h['cut']} message(s) when it rejoined (replog_secondary_cut_"
+                    f"messages_total {metric:g}); {len(lost)} of them were acknowledged w=1 "
+                    "writes: "
+                    f"{fmt.short_list(lost)}; the other {h['cut'] - len(lost)} were never "
+                    "acknowledged (it died before answering)")
+        self.n.step(f"look for w=1 writes that {m} acknowledged but never replicated",
+                    "any such write was cut from its log when it rejoined, and counted (its "
+                    "/health \"cut\", metric replog_secondary_cut_messages); often there is "
+                    "none: the master sends a write on at once", cut)
+
+    def log_of_node(self, name: str) -> list[str]:
+        return Http(self.ctl.url(name), timeout=10).messages()["messages"]
+
+    def metric(self, name: str, metric: str) -> float | None:
+        """One value of a node's GET /metrics (Prometheus text), None if absent."""
+        reply = Http(self.ctl.url(name), timeout=5).request("GET", "/metrics")
+        text = reply.body if isinstance(reply.body, str) else ""
+        for line in text.splitlines():      # a counter is exposed with the suffix _total
+            if line.split("{")[0].split(" ")[0] in (metric, metric + "_total"):
+                return float(line.rsplit(" ", 1)[1])
+        return None
+
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"],
                                  "max_content_width": 100})
@@ -454,6 +651,9 @@ def demo(scenario: str, pace: float, master: str | None, secondaries: tuple[str,
     iteration3  the acceptance test as written; heartbeats (pause: Suspected, Unhealthy,
                 Healthy); quorum (both down: read-only; back: writable)
     faults      kill -9 of a secondary while a client writes; restart; catch-up
+    failover    every node --failover: kill -9 of the master while clients write; the
+                election; writes resume on the new master; the old one rejoins as a
+                secondary; w=1 writes cut, if any
     all         all of the above, each on a fresh cluster
     """
     console = Console(highlight=False, soft_wrap=True)

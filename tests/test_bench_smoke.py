@@ -228,3 +228,59 @@ def test_a_registered_part_is_one_line(tmp_path, monkeypatch, capsys):
     assert run.main(["--only", "fake", "--fake-count", "7", "--no-chart", "--out", str(out)]) == 0
     assert json.loads(out.read_text())["fake"]["count"] == 7
     assert "fake part: 7" in capsys.readouterr().out
+
+
+def test_failover_part_settings_and_render_without_a_cluster():
+    """bench/failover.py: its sizes (quick and full) and its text from a made-up section."""
+    import argparse
+
+    from bench import failover, parts
+
+    assert "failover" in parts.ALL_PARTS and "failover" not in parts.DEFAULT_PARTS
+    p = argparse.ArgumentParser()
+    p.add_argument("--quick", action="store_true")
+    failover.add_args(p)
+    full, quick = failover.settings(p.parse_args([])), failover.settings(p.parse_args(["--quick"]))
+    assert (full["kills"], full["pauses"], full["rounds"]) == (20, 5, 3)
+    assert (quick["kills"], quick["pauses"], quick["rounds"]) == (5, 2, 1)
+    with pytest.raises(SystemExit, match="unknown failover cases"):
+        failover.settings(p.parse_args(["--failover-cases", "kills,nope"]))
+    stat = {"median": 1.0, "max": 1.2, "min": 0.8, "n": 2}
+    section = {
+        "kills": {"kills": 2, "completed": 2, "median_s": 0.9, "p90_s": 1.0, "max_s": 1.0,
+                  "min_s": 0.8, "retry_s": 0.01, "targets": {"median_s": 1.5, "max_s": 3.0},
+                  "met": {"median": True, "max": True},
+                  "trials": [{"seconds": 0.8}, {"seconds": 1.0}]},
+        "pause": {"elected": stat, "write": stat, "stepped_down": stat, "refused": stat,
+                  "pauses": [{"old_master_answered": 503}], "old_master_201": 0},
+        "steady": {"rounds": 1, "clients": 16, "seconds": 2.0, "throughput_ratio": 0.97,
+                   "ratio_rounds": [0.97], "p99_ratio": 1.1, "target": 0.95, "met": True,
+                   "off": {"appends_per_s": 1000.0, "p99_ms": 10.0, "errors": 0,
+                           "rounds": [1000.0]},
+                   "on": {"appends_per_s": 970.0, "p99_ms": 11.0, "errors": 0,
+                          "rounds": [970.0]}},
+    }
+    text = failover.render(section)
+    assert "kill -9 of the master -> first 201" in text and "[   met] median <= 1.5 s" in text
+    assert "master cut off: refuses writes (lease)" in text and "[503]" in text
+    assert "--failover on" in text and "throughput x0.970" in text
+
+
+@pytest.mark.slow
+def test_failover_part_end_to_end(tmp_path):
+    """python -m bench --only failover, as small as it goes: 2 kills, 1 pause, 1 round."""
+    pytest.importorskip("psutil")
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--only", "failover", "--quick", "--failover-kills",
+         "2", "--failover-pauses", "1", "--seconds", "1", "--no-chart", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    fo = json.loads(out.read_text())["failover"]
+    assert fo["kills"]["completed"] == 2 and fo["kills"]["median_s"] > 0
+    assert all(t["new_master"] and t["new_master"] != t["killed"] for t in fo["kills"]["trials"])
+    assert fo["pause"]["elected"]["n"] == 1 and fo["pause"]["refused"]["n"] == 1
+    assert fo["pause"]["old_master_201"] == 0          # a deposed master never accepts one
+    assert fo["steady"]["on"]["errors"] == 0 and fo["steady"]["off"]["errors"] == 0
+    assert fo["steady"]["throughput_ratio"] > 0
+    assert "kill -9 of the master -> first 201" in proc.stdout

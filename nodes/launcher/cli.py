@@ -47,6 +47,11 @@ def parser() -> Any:
     p.flag("--tokens", default="",
            help="every node checks this token file (python -m nodes.tokens); the launcher "
                 "adds a token 'launcher' (role read) for its readiness checks")
+    p.switch("--failover", help="every node is started with --failover and --cluster master,"
+                                "secondary1,...: any of them may become master. The launcher "
+                                "logs each election and who won (from every node's /health), "
+                                "and its table shows which node is master; a killed master "
+                                "started again rejoins as a secondary (docs/failover.md)")
     p.flag("--restart-delay", type=float, default=1.0,
            help="seconds before a restart; doubles (up to 30) while a node keeps dying "
                 "within 10 s of its start")

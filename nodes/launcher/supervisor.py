@@ -14,7 +14,8 @@ from typing import Any, IO
 
 from .cluster import LocalCluster
 from .ports import _cmdline, listener_of, listener_pid, port_taken, proc_state, check_ports
-from .procs import ROOT, Proc, wait_until
+from .procs import ROOT, Proc, http_json, wait_until
+from .roles import Roles, failover_of
 
 
 # what a launcher's folder holds: data directories, pid files, start scripts
@@ -55,6 +56,8 @@ class Launcher:
         self.members: dict[str, _Member] = {}
         self._restarts = lambda: Restarts(args.restart, args.restart_delay)
         self._flags: dict[str, dict] = {}
+        self.failover = bool(getattr(args, "failover", False))
+        self.roles = Roles()                      # with --failover: who is master
 
     def ports(self) -> dict[int, str]:
         ports = {self.args.ns_port: "the name server"}
@@ -69,6 +72,9 @@ class Launcher:
         if len(self.ports()) != len(self.names) + 2:
             problems.append(f"--ns-port {a.ns_port} lies inside the HTTP ports "
                             f"{a.base_port}..{a.base_port + len(self.names)}")
+        if self.failover and a.certs:
+            return ["--failover with --certs is not supported yet: a node's certificate names "
+                    "one role (docs/failover.md, known limits); nothing was started"]
         problems += check_ports(self.ports())
         if problems:
             problems.append(
@@ -96,23 +102,63 @@ class Launcher:
         self.log.info("data directories under {} (one per node; --fresh deletes them)", self.root)
         c = self.cluster
         self._watch(c.start_nameserver(a.ns_port), a.ns_port)
+        # with --failover every node may become master: all of them vote, named as without it
+        failover = dict(failover=True, cluster=["master"] + self.names) if self.failover else {}
         for i, name in enumerate(self.names, start=1):
             flags = dict(delay=a.delay if i == len(self.names) else 0,
-                         data_dir=str(self.root / name))
+                         data_dir=str(self.root / name), **failover)
             self._watch(c.start_secondary(name, http_port=a.base_port + i, **flags),
                         a.base_port + i)
         self._watch(c.start_master(self.names, http_port=a.base_port,
-                                   data_dir=str(self.root / "master")), a.base_port)
+                                   data_dir=str(self.root / "master"), **failover), a.base_port)
         self.write_commands()
+        if self.failover:
+            self.log.info("failover on: every node was started with --failover --cluster {}; "
+                          "waiting for the first election", ",".join(["master"] + self.names))
+            wait_until(lambda: self.look_at_roles(time.monotonic()) or self.roles.master,
+                       30, interval=0.1, what="a master to be elected")
         print(f"\nname server  127.0.0.1:{a.ns_port}", file=self.out)
         for name in ["master"] + self.names:
             proc = c.procs[name]
-            print(f"{name:<12} {proc.url}  pid {proc.pid}  data {self.root / name}", file=self.out)
+            role = f"  {self.roles.role_of(name)}" if self.failover else ""
+            print(f"{name:<12} {proc.url}  pid {proc.pid}  data {self.root / name}{role}",
+                  file=self.out)
+        if self.failover:
+            print(f"the master is {self.roles.master} (epoch {self.roles.epoch}); writes to any "
+                  "other node answer 307 to it (curl -L follows). When it dies another node is "
+                  "elected; the launcher logs who", file=self.out)
         print(f"pids in {self.root}/NAME.pid; a node that exits "
               + ("is started again (--restart always)" if a.restart == "always" else
                  f"stays down: start it again with `bash {self.root}/start-NAME.sh` "
                  f"(all commands: {self.root / 'commands.sh'})")
               + ". Ctrl-C stops them all.\n", file=self.out, flush=True)
+
+    def look_at_roles(self, now: float) -> list[str]:
+        """--failover: read every running node's /health "failover" object (short timeouts:
+        a paused node answers nothing), log what changed (an election, who won, a node back
+        as a secondary) and, when the master changed, every node's role."""
+        views: dict[str, dict | None] = {}
+        for name in ["master"] + self.names:
+            m = self.members[name]
+            up = (m.down_since is None and m.proc.alive()) or m.outside_pid is not None
+            report = None
+            if up and not m.paused:
+                try:
+                    report = failover_of(http_json("GET", m.proc.url + "/health", timeout=0.3,
+                                                   token=m.proc.token, ca=m.proc.ca)[1])
+                except Exception:        # refused, reset, timed out: no answer this time
+                    report = None
+            views[name] = report
+        before = self.roles.master
+        lines = self.roles.update(views, now)
+        for line in lines:
+            if line.startswith("master lost"):
+                self.log.warning("{}", line)
+            else:
+                self.log.info("{}", line)
+        if lines and self.roles.master != before and self.roles.master is not None:
+            self.log.info("roles: {}", self.roles.summary(list(views)))
+        return lines
 
     def _watch(self, proc: Proc, port: int) -> None:
         self.members[proc.name] = _Member(proc, port, self._restarts())
@@ -187,6 +233,8 @@ class Launcher:
                     self._write_pid(name, pid)
                     self.log.info("{} is back (pid {}, started by hand); Ctrl-C here stops it "
                                   "too", name, pid)
+        if self.failover:
+            self.look_at_roles(now)
 
     def close(self) -> None:
         for name, m in self.members.items():

@@ -68,3 +68,23 @@ def test_demo_exits_1_when_replication_did_not_block(cluster, tmp_path):
     assert r.returncode == 1, r.stdout
     assert re.search(r"What happened:  201 after only [\d.]+ s, less than the 1 s delay: not "
                      r"blocking  ✗ FAILED", r.stdout), r.stdout
+
+
+def test_demo_failover_on_its_own_cluster_exits_0():
+    """kill -9 of the elected master while two clients write: a new master, writes resume
+    on it without an error, the old one rejoins as a secondary, and the cut (often 0) is
+    reported as it is."""
+    r = run("demo", "failover", timeout=90)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+    assert "== failover ==" in r.stdout and "FAILED" not in r.stdout
+    assert re.search(r"7 of 7 steps as expected", r.stdout), r.stdout[-2000:]
+    assert re.search(r"What happened:  (\S+) is master of epoch \d+, seen [\d.]+ s after the "
+                     r"kill; the first write it acknowledged", r.stdout)
+    assert re.search(r"is a secondary of epoch \d+ following \S+", r.stdout)
+    assert re.search(r"cut nothing \(cut=0|cut \d+ message\(s\) when it rejoined", r.stdout)
+
+
+def test_demo_failover_on_a_running_cluster_is_skipped(cluster):
+    master, secs = start_cluster(cluster, NAMES, master_flags=FAST)
+    r = run("demo", "failover", *_remote_args(master, secs), timeout=60)
+    assert r.returncode == 1 and "failover skipped: needs the demo's own cluster" in r.stdout

@@ -242,6 +242,62 @@ def test_a_tls_cluster_starts_without_a_refused_connection_in_any_log(launch, tm
     # every node's log goes to the launcher's stdout and stderr
     assert "no valid certificate" not in cl.out + cl.err
 
+def failover_view(launched, i):
+    return launched.health(i)["failover"]
+
+
+def test_failover_the_launcher_names_the_master_logs_the_election_and_the_old_one_rejoins(launch):
+    """--failover: every node votes; the table says which one is master; kill -9 of it is
+    logged with the winner of the election; the printed command brings the old master back
+    as a secondary of the new one, which it then follows."""
+    cl = launch("--failover").wait_started()
+    names = ["master", "secondary1", "secondary2"]
+    first = failover_view(cl, 0)["master"]
+    assert first in names
+    row = next(line for line in cl.out.splitlines() if line.startswith(f"{first} "))
+    assert row.endswith("MASTER (epoch " + str(failover_view(cl, 0)["epoch"]) + ")")
+    assert f"the master is {first}" in cl.out
+    assert "--failover" in (cl.root / "start-master.sh").read_text()
+    assert "--cluster master,secondary1,secondary2" in (cl.root / "start-secondary1.sh").read_text()
+    other = next(i for i, n in enumerate(names) if n != first)
+    # a write to a secondary is redirected (307) to the master; requests follows it
+    wait_until(lambda: failover_view(cl, names.index(first))["writable"], 30, what="writable")
+    assert post(cl.url(other), "before", w=3).status_code == 201
+
+    os.kill(cl.pid(first), signal.SIGKILL)
+    won = wait_until(lambda: re.search(r"election: (\S+) is master of epoch (\d+), seen "
+                                       r"[\d.]+ s after the launcher saw " + first + " go",
+                                       cl.err), 30, what="the election logged")
+    new, epoch = won.group(1), int(won.group(2))
+    assert new != first and new in names
+    assert f"master lost: {first}" in cl.err
+    cmd_line = wait_until(lambda: next((line for line in cl.out.splitlines()
+                                        if "--failover" in line and "--http-port "
+                                        f"{cl.base + names.index(first)}" in line), None),
+                          30, what=f"the restart command of {first}")
+    # elected, it writes once a majority answered its heartbeats (its lease): 503 till then
+    wait_until(lambda: post(cl.url(names.index(new)), "during", w=2).status_code == 201, 30,
+               what=f"{new} to accept a write")
+
+    by_hand = subprocess.Popen(["bash", "-c", cmd_line], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_until(lambda: f"{first} is back: a secondary of epoch {epoch}, following {new}"
+                   in cl.err, 30, what=f"{first} back as a secondary, logged")
+        view = failover_view(cl, names.index(first))
+        assert view["role"] == "secondary" and view["master"] == new, view
+        # writes sent to the old master's port now go to the new master, and reach it too
+        assert post(cl.url(names.index(first)), "after", w=3).status_code == 201
+        wait_until(lambda: requests.get(cl.url(names.index(first)) + "/messages", timeout=5)
+                   .json()["messages"][-3:] == ["before", "during", "after"], 30,
+                   what=f"{first} to hold every message")
+        assert cl.stop() == 0
+    finally:
+        if by_hand.poll() is None:
+            os.killpg(by_hand.pid, signal.SIGKILL)
+        by_hand.wait()
+
+
 # -- README's fault walkthrough, run as written --------------------------------------------
 
 def walkthrough_steps(marker: str = "walkthrough"):
