@@ -83,10 +83,13 @@ class LocalCluster:
         self.procs[name] = proc
         return proc
 
-    def start_nameserver(self, port: int | None = None) -> Proc:
+    def start_nameserver(self, port: int | None = None, failover: bool = False) -> Proc:
+        """failover: the nodes elect their master (with TLS any node may hold replog.master)."""
         self.ns_port = port or free_port()
-        proc = self._spawn("nameserver", "nameserver",
-                           {"port": self.ns_port, "log_level": self.log_level}, None)
+        options: dict[str, Any] = {"port": self.ns_port, "log_level": self.log_level}
+        if failover:
+            options["failover"] = True
+        proc = self._spawn("nameserver", "nameserver", options, None)
         wait_until(lambda: self._accepts(self.ns_port), 15, what="the name server")
         return proc
 

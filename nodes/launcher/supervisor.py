@@ -72,9 +72,6 @@ class Launcher:
         if len(self.ports()) != len(self.names) + 2:
             problems.append(f"--ns-port {a.ns_port} lies inside the HTTP ports "
                             f"{a.base_port}..{a.base_port + len(self.names)}")
-        if self.failover and a.certs:
-            return ["--failover with --certs is not supported yet: a node's certificate names "
-                    "one role (docs/failover.md, known limits); nothing was started"]
         problems += check_ports(self.ports())
         if problems:
             problems.append(
@@ -101,7 +98,7 @@ class Launcher:
             self.log.info("node plane over mutual TLS, certificates in {}", a.certs)
         self.log.info("data directories under {} (one per node; --fresh deletes them)", self.root)
         c = self.cluster
-        self._watch(c.start_nameserver(a.ns_port), a.ns_port)
+        self._watch(c.start_nameserver(a.ns_port, failover=self.failover), a.ns_port)
         # with --failover every node may become master: all of them vote, named as without it
         failover = dict(failover=True, cluster=["master"] + self.names) if self.failover else {}
         for i, name in enumerate(self.names, start=1):
