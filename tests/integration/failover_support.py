@@ -4,6 +4,7 @@ through any node, and a sampler that checks that no seq ever shows two messages.
 Every wait has a deadline (wait_until); nothing here asserts a duration."""
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections import Counter
@@ -250,3 +251,26 @@ class Clock:
         print(f"[{now - self.t0:6.2f} s] {what} (+{took:.2f} s)")
         self.last = now
         return took
+
+
+def set_delay(proc, delay: float) -> None:
+    """A secondary's injected delay before a replicate call stores (POST /faults)."""
+    status, body = http_json("POST", proc.url + "/faults", {"delay": delay}, timeout=5)
+    assert status == 200, (proc.name, status, body)
+
+
+CUT_LINE = re.compile(r"cut back to the master's log: dropped seq=(\d+)\.\.(\d+) \((\d+) "
+                      r"messages")
+
+
+def cut_lines(proc) -> list[tuple[int, int, int]]:
+    """(first seq, last seq, count) of every "cut back" line in a node's log file."""
+    return [tuple(map(int, m.groups()))
+            for m in CUT_LINE.finditer(proc.log_path.read_text(errors="replace"))]
+
+
+def metric(proc, name: str) -> float:
+    status_line = [line for line in requests.get(proc.url + "/metrics", timeout=5).text
+                   .splitlines() if line.startswith(name + " ") or line.startswith(name + "{")]
+    assert len(status_line) == 1, (name, status_line)
+    return float(status_line[0].rsplit(" ", 1)[1])
