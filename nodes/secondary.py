@@ -59,6 +59,7 @@ class Secondary:
         self.loaded_from_disk = 0
         self._syncs = 0     # bumped by every sync: a replicate call that straddles one fails
         self.fence: Any = None   # a failover node (nodes/failover) checks masters' calls
+        self.handed_over = False  # failover: the store is the elected Master's (hand_over)
         if loaded is not None:   # a deposed master's log (failover): already on its disk
             self.log.load(*loaded)
         elif store is not None:
@@ -109,6 +110,7 @@ class Secondary:
         extra = self._admit(leader)
         new_log = bool(new_log) or bool(extra)
         with self.disk_lock:     # no write in progress: the store can be cut and re-labelled
+            self._check_not_handed_over()
             with self.lock:
                 before = (self.log.log_id, self.log.epoch, self.log.ack)
                 try:
@@ -184,6 +186,7 @@ class Secondary:
         durable ACK. A call whose entries another call's commit already covered (it took
         them while this one waited for disk_lock) has nothing left to do."""
         with self.disk_lock:
+            self._check_not_handed_over()
             with self.lock:
                 first = self._written + 1
                 entries = self.log.shown_since(first)
@@ -195,6 +198,14 @@ class Secondary:
                 self._synced = self._written
                 with self.lock:
                     self._durable = self._reply_of(self._synced)
+
+    def _check_not_handed_over(self) -> None:
+        """Under disk_lock: a call that began before this node won an election (it waited
+        for the lock, or an injected delay) must not write into the store, which the
+        elected Master owns now."""
+        if self.handed_over:
+            raise PermissionError(f"{self.name} is the master now: a call of the previous "
+                                  "master that was still in progress is refused")
 
     def heartbeat(self, log_id: str | None = None, epoch: int | None = None,
                   leader: dict | None = None) -> dict:
@@ -211,6 +222,7 @@ class Secondary:
         for the Master that takes over its log and store."""
         with self.disk_lock:
             with self.lock:
+                self.handed_over = True
                 reply = self._durable
                 return (reply.log_id, [list(p) for p in reply.history],
                         self.log.snapshot()[:reply.ack])

@@ -188,3 +188,35 @@ def test_a_write_that_a_failover_cuts_was_never_shown(cluster):
     sampler.check(new.name, messages(new), 1)
     assert not sampler.conflicts, sampler.describe()
 
+
+def test_a_call_of_the_old_master_held_across_an_election_leaves_the_new_log_alone(cluster):
+    """A secondary holds a replicate call of the master (an injected 4 s delay) while the
+    master is paused and it wins the election. When the call goes on, the store belongs to
+    the new Master: the call must be refused, not write the old master's w=1 entry at the
+    seq the new master writes next (that made the new master's disk fail: "append at seq N,
+    but the log ends at N", read-only for good)."""
+    delay = 4.0
+    procs, old = start(cluster)
+    old_epoch = failover_state(old)["epoch"]
+    write_until_acked(procs, "first", 3)
+    others = [p for p in procs if p is not old]
+    for p in others:
+        set_delay(p, delay)
+    r = post(old.url, "only-on-the-old-master", 1)
+    assert r.status_code == 201, r.text
+    held_since = time.monotonic()
+    old.pause()
+    new = wait_master(others, above_epoch=old_epoch)
+    assert time.monotonic() - held_since < delay, \
+        "precondition: the election ended after the held call went on; raise `delay`"
+    follower = next(p for p in others if p is not new)
+    wait_until(lambda: health(follower)["epoch"] == failover_state(new)["epoch"], 20,
+               what=f"{follower.name} synced to {new.name}")
+    set_delay(follower, 0.0)
+    wait_until(lambda: time.monotonic() - held_since > delay + 0.5, delay + 5,
+               what="the injected delay of the held call to run out")
+    seq, text, _ = write_until_acked([new], "after", 2, timeout=10)
+    assert not health(new)["read_only"], health(new)["reason"]
+    log = wait_converged([new, follower], new)
+    assert log[seq - 1] == text and "only-on-the-old-master" not in log
+    assert "disk failed" not in new.log_path.read_text()
