@@ -4,7 +4,11 @@ through any node, and a sampler that checks that no seq ever shows two messages.
 Every wait has a deadline (wait_until); nothing here asserts a duration."""
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -39,6 +43,14 @@ def messages(proc, timeout=5.0) -> list[str]:
     status, body = http_json("GET", proc.url + "/messages", timeout=timeout)
     assert status == 200, (proc.name, status, body)
     return body["messages"]
+
+
+def stepped_down_to(proc, master) -> bool:
+    """Has `proc` finished stepping down (its role is a Secondary now, not only in its
+    election state) and does it follow `master`?"""
+    h = health(proc)
+    return (h["role"] == "secondary" and h["failover"]["stepped_down"] >= 1
+            and h["failover"]["master"] == master.name)
 
 
 def writable_master(procs):
@@ -274,3 +286,62 @@ def metric(proc, name: str) -> float:
                    .splitlines() if line.startswith(name + " ") or line.startswith(name + "{")]
     assert len(status_line) == 1, (name, status_line)
     return float(status_line[0].rsplit(" ", 1)[1])
+
+
+class Partition:
+    """Cut one node off from the others on loopback, for real: every node runs under its
+    own group id (setpriv --regid), and iptables' owner match drops, in a chain of its own,
+    (a) what that node sends to the others' Pyro5 ports and (b) what they send to its Pyro5
+    port. HTTP ports stay open: clients still reach every node. Needs root and iptables;
+    heal() (also on close) removes the chain."""
+
+    GID_BASE = 47000
+
+    def __init__(self, workdir):
+        self.chain = f"REPLOG-FO-{os.getpid()}"
+        self.workdir = workdir
+        self.gids: dict[str, int] = {}
+        self.active = False
+
+    @staticmethod
+    def available() -> str | None:
+        """None if this host can do it, else why not."""
+        if os.geteuid() != 0:
+            return "needs root (iptables, setpriv --regid)"
+        for tool in ("iptables", "setpriv"):
+            if shutil.which(tool) is None:
+                return f"needs {tool}"
+        r = subprocess.run(["iptables", "-S", "OUTPUT"], capture_output=True, text=True)
+        return None if r.returncode == 0 else f"iptables does not work here: {r.stderr.strip()}"
+
+    def python_for(self, name: str) -> str:
+        """A python wrapper that runs the node under a group id of its own."""
+        gid = self.gids.setdefault(name, self.GID_BASE + len(self.gids))
+        path = self.workdir / f"python-gid-{gid}"
+        path.write_text(f'#!/bin/sh\nexec setpriv --regid {gid} --clear-groups '
+                        f'{sys.executable} "$@"\n')
+        path.chmod(0o755)
+        return str(path)
+
+    def _ipt(self, *args: str) -> None:
+        subprocess.run(["iptables", *args], check=True, capture_output=True, text=True)
+
+    def cut(self, node: str, pyro_ports: dict[str, int]) -> None:
+        others = [n for n in pyro_ports if n != node]
+        self._ipt("-N", self.chain)
+        self.active = True
+        self._ipt("-I", "OUTPUT", "-o", "lo", "-j", self.chain)
+        self._ipt("-A", self.chain, "-p", "tcp", "-m", "owner", "--gid-owner",
+                  str(self.gids[node]), "-m", "multiport", "--dports",
+                  ",".join(str(pyro_ports[n]) for n in others), "-j", "DROP")
+        for n in others:
+            self._ipt("-A", self.chain, "-p", "tcp", "--dport", str(pyro_ports[node]), "-m",
+                      "owner", "--gid-owner", str(self.gids[n]), "-j", "DROP")
+
+    def heal(self) -> None:
+        if not self.active:
+            return
+        self._ipt("-D", "OUTPUT", "-o", "lo", "-j", self.chain)
+        self._ipt("-F", self.chain)
+        self._ipt("-X", self.chain)
+        self.active = False
