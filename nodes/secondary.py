@@ -64,6 +64,7 @@ class Secondary:
         # failover (max_keys > 0): the master's idempotency keys, kept for when this node
         # becomes master
         self.keys = KeyBook(max_keys)
+        self.handed_over = False  # failover: the store is the elected Master's (hand_over)
         if loaded is not None:   # a deposed master's log (failover): already on its disk
             self.log.load(*loaded[:3])
             self.keys = KeyBook(max_keys, loaded[3])
@@ -113,8 +114,8 @@ class Secondary:
         logger.warning("refused {} from {}: {}", what, _caller(), e)
 
     def _admit(self, leader: dict | None) -> dict:
-        """With failover: refuse a call from a master of an older epoch (Stale, a
-        PermissionError); the answer's extra fields (this node's epoch)."""
+        """With failover: refuse a call from a master of an older epoch (PermissionError);
+        the answer's extra fields (this node's epoch)."""
         if self.fence is None or leader is None:
             return {}
         return {"term": self.fence.admit(leader)}
@@ -129,6 +130,7 @@ class Secondary:
         extra = self._admit(leader)
         new_log = bool(new_log) or bool(extra)
         with self.disk_lock:     # no write in progress: the store can be cut and re-labelled
+            self._check_not_handed_over()
             with self.lock:
                 before = (self.log.log_id, self.log.epoch, self.log.ack)
                 try:
@@ -212,6 +214,7 @@ class Secondary:
         durable ACK. A call whose entries another call's commit already covered (it took
         them while this one waited for disk_lock) has nothing left to do."""
         with self.disk_lock:
+            self._check_not_handed_over()
             with self.lock:
                 first = self._written + 1
                 entries = self.log.shown_since(first)
@@ -224,6 +227,14 @@ class Secondary:
                 self._synced = self._written
                 with self.lock:
                     self._durable = self._reply_of(self._synced)
+
+    def _check_not_handed_over(self) -> None:
+        """Under disk_lock: a call that began before this node won an election (it waited
+        for the lock, or an injected delay) must not write into the store, which the
+        elected Master owns now."""
+        if self.handed_over:
+            raise PermissionError(f"{self.name} is the master now: a call of the previous "
+                                  "master that was still in progress is refused")
 
     def heartbeat(self, log_id: str | None = None, epoch: int | None = None,
                   leader: dict | None = None) -> dict:
@@ -243,6 +254,7 @@ class Secondary:
         it knows committed, and the keys, for the Master that takes over its log and store."""
         with self.disk_lock:
             with self.lock:
+                self.handed_over = True
                 reply = self._durable
                 keys = {k: seq for k, seq in self.keys.by_key.items() if seq <= reply.ack}
                 return (reply.log_id, [list(p) for p in reply.history],

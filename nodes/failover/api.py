@@ -57,6 +57,14 @@ class SecondaryFacade(SecondaryAPI):
             raise PermissionError(f"{self._node.name} is the master now, not a secondary")
         return role
 
+    def heartbeat(self, log_id: str | None = None, epoch: int | None = None,
+                  leader: dict | None = None) -> dict:
+        if leader is not None and _mastering(self._node.role):
+            # stepping down: the election must hear the new master meanwhile, or it would
+            # stand (and depose that master) before this node is its secondary
+            self._node.check(leader)
+        return super().heartbeat(log_id, epoch, leader)
+
 
 @Pyro5.api.expose
 @Pyro5.api.behavior(instance_mode="single")

@@ -37,10 +37,6 @@ def _mastering(role: Any) -> bool:
     return hasattr(role, "state")
 
 
-class Stale(PermissionError):
-    """A call from a master of an older epoch: refused, with this node's epoch."""
-
-
 class FailoverNode:
     def __init__(self, cluster: el.Cluster, timing: el.Timing, votes: VoteFile, url: str,
                  secondary: Any, make_master: Callable[[], Any],
@@ -176,12 +172,14 @@ class FailoverNode:
 
     # -- fencing: calls from a master (secondary side) ------------------------------------
     def admit(self, leader: dict) -> int:
-        """A replicate or sync call from the master `leader`; raises Stale if it is not the
-        master of this node's epoch or a later one. Returns this node's epoch."""
+        """A replicate or sync call from the master `leader`; refused if it is not the
+        master of this node's epoch or a later one (PermissionError). Returns this node's
+        epoch."""
         ok, term = self.check(leader)
-        if not ok:
-            raise Stale(f"stale epoch {leader.get('epoch')}: {self.name} is in epoch {term}"
-                        + (f" (master {self.election.master})" if self.election.master else ""))
+        if not ok:    # a builtin exception: Pyro5 carries those (and only those) back
+            raise PermissionError(
+                f"stale epoch {leader.get('epoch')}: {self.name} is in epoch {term}"
+                + (f" (master {self.election.master})" if self.election.master else ""))
         return term
 
     def check(self, leader: dict) -> tuple[bool, int]:

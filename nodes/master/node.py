@@ -144,13 +144,18 @@ class Master:
         link.start()
 
     def stop(self, close_store: bool = True) -> None:
+        """Stop every loop. Handing the store over (close_store False: failover), wait only
+        for the flusher, the one loop that writes to it: the senders may be blocked in
+        calls for up to --rpc-timeout, and a deposed master must step down at once (while
+        it waits it hears no master, and would stand and depose the new one)."""
         self.shell.stopping.set()
         with self.lock:
             for link in self.links.values():
                 link.wake(everyone=True)
             if self.commit is not None:
                 self.commit.cond.notify_all()
-        self.shell.join(self.shell.timing.rpc_timeout + 1)
+        self.shell.join(self.shell.timing.rpc_timeout + 1,
+                        only=None if close_store else ("flush",))
         self.follow.close()
         if self.store is not None and close_store:
             self.store.close()
@@ -237,6 +242,9 @@ class Master:
         if self.shell.fence is not None:
             out["name"] = self.shell.me
             out["failover"] = self.shell.fence.report()
+            why = self.shell.fence.writable()
+            if why is not None and not out["read_only"]:
+                out["read_only"], out["reason"] = True, why    # e.g. its lease ran out
             out["commit_seq"] = self.state.commit
         return out
 

@@ -69,9 +69,10 @@ class Shell:
             self._threads.append(t)
         t.start()
 
-    def join(self, timeout: float) -> None:
+    def join(self, timeout: float, only: tuple[str, ...] | None = None) -> None:
+        """Wait for the threads spawned (only: those of these names) to end."""
         with self.lock:
-            threads = list(self._threads)
+            threads = [t for t in self._threads if only is None or t.name in only]
         for t in threads:
             t.join(timeout)
 

@@ -89,8 +89,18 @@ class Client:
         wait_until(lambda: not self.health()["read_only"], timeout, what="master writable")
 
 
-def start_cluster(cluster, names=("s1", "s2"), master_flags=None, secondary_flags=None):
+def start_cluster(cluster, names=("s1", "s2"), master_flags=None, secondary_flags=None,
+                  failover=False):
+    """Secondaries `names`, then the master. failover=True: every node runs with --failover,
+    --cluster master,NAMES and a data directory (DATA/NAME beside the logs folder), so any of
+    them may become master (the node named "master" is just the first one started last)."""
     secondary_flags = secondary_flags or {}
+    if failover:
+        data = cluster.workdir.parent / "data"
+        common = {"failover": True, "cluster": ["master", *names]}
+        master_flags = {**common, "data_dir": data / "master", **(master_flags or {})}
+        secondary_flags = {n: {**common, "data_dir": data / n, **secondary_flags.get(n, {})}
+                           for n in names}
     secs = [cluster.start_secondary(n, **secondary_flags.get(n, {})) for n in names]
     master = cluster.start_master(list(names), **(master_flags or {}))
     return master, secs
