@@ -57,6 +57,7 @@ REGISTRY = {
     "pyro5-example": "tests/integration/test_launcher.py::test_readme_python_example_works_as_written",
     "health-example": "tests/integration/test_docblocks_local.py::test_readme_api_session",
     "walkthrough": "tests/integration/test_launcher.py::test_readme_fault_walkthrough_works_as_written",
+    "failover-walkthrough": "tests/integration/test_launcher.py::test_readme_failover_walkthrough_works_as_written",
     "cli-overview": "tests/integration/test_docblocks_local.py::test_readme_cli_overview",
     "swarm-readme": "tests/swarm/test_swarm_docblocks.py::test_readme_swarm_block",
     "tls-readme": "tests/integration/test_docblocks_security.py::test_readme_tls_and_tokens_blocks",

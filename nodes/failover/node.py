@@ -54,10 +54,14 @@ class FailoverNode:
         if log_epoch > stored.epoch:          # the log's own epochs count as seen
             stored = el.Stored(log_epoch, None)
             votes.save(stored)
-        # first: the node meant to be master (the master entry point) stands first, after
-        # a quarter of the smallest timeout, on a cluster's first start and every restart
+        # Who stands first. The node meant to be master (the master entry point) after a
+        # quarter of the smallest timeout, at every start; on a cluster's first start (no
+        # epoch on disk) the others give it twice the largest timeout first, so that a new
+        # cluster's master is the node called master whatever the order they start in.
+        first_timeout = timing.election_min / 4 if first else \
+            2 * timing.election_max if stored.epoch == 0 and votes.path is not None else None
         self.election = el.Election(cluster, timing, stored, clock(), rand,
-                                    first_timeout=timing.election_min / 4 if first else None,
+                                    first_timeout=first_timeout,
                                     never_heard=votes.path is not None)
         self.role: Any = secondary            # a Secondary or a Master
         secondary.fence = self

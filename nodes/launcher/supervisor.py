@@ -112,8 +112,12 @@ class Launcher:
         if self.failover:
             self.log.info("failover on: every node was started with --failover --cluster {}; "
                           "waiting for the first election", ",".join(["master"] + self.names))
-            wait_until(lambda: self.look_at_roles(time.monotonic()) or self.roles.master,
-                       30, interval=0.1, what="a master to be elected")
+            # the table is the sign to start (README): by then the master takes writes,
+            # i.e. a majority has answered its heartbeats (its lease holds)
+            wait_until(lambda: self.look_at_roles(time.monotonic()) is not None
+                       and self.roles.master is not None
+                       and (self.roles.views.get(self.roles.master) or {}).get("writable"),
+                       30, interval=0.1, what="a master that accepts writes")
         print(f"\nname server  127.0.0.1:{a.ns_port}", file=self.out)
         for name in ["master"] + self.names:
             proc = c.procs[name]

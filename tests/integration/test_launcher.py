@@ -376,6 +376,13 @@ def test_readme_fault_walkthrough_works_as_written(tmp_path):
     run_readme_steps(tmp_path, walkthrough_steps("walkthrough"))
 
 
+def test_readme_failover_walkthrough_works_as_written(tmp_path):
+    """README's failover block: a write through a secondary (307), kill -9 of the master,
+    the next write through the same secondary lands on the new master, the old master
+    restarted by its printed command rejoins as a secondary and holds both writes."""
+    run_readme_steps(tmp_path, walkthrough_steps("failover-walkthrough"))
+
+
 def run_readme_steps(tmp_path, steps):
     """Every command of a README block, on free ports (README's 5000-5002, 9090 and
     .replog-data replaced); the real output must begin as the one README shows, where '...'
