@@ -91,6 +91,8 @@ REGISTRY = {
     "swarm-tokens-swap": "tests/swarm/test_swarm_docblocks.py::test_deploy_one_host_block",
     # docs/performance.md
     "bench-setup": "tests/integration/test_docblocks_local.py::test_bench_setup_line",
+    # docs/failover.md
+    "failover-run": "tests/integration/test_docblocks_local.py::test_failover_run",
 }
 
 
