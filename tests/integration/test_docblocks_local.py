@@ -175,6 +175,36 @@ def in_background(shell, command, name, **env):
                             env)
 
 
+def test_durability_data_dir(scratch):
+    """docs/durability.md's two lines (each in a terminal of its own, beside a name server)
+    keep each node's log in its folder: after both are stopped and started again with the
+    same lines, the log is still there."""
+    master, secondary = sh_commands(docblocks.block("durability-data-dir"))
+    url = f"http://127.0.0.1:{scratch.base}"
+    scratch.background("python -m nameserver", scratch.tmp / "nameserver.log",
+                       {"REPLOG_PORT": str(scratch.ns)})
+
+    def start(run):
+        scratch.background(master, scratch.tmp / f"master{run}.log",
+                           {"REPLOG_HTTP_PORT": str(scratch.base),
+                            "REPLOG_SECONDARIES": "secondary1"})
+        scratch.background(secondary, scratch.tmp / f"secondary{run}.log",
+                           {"REPLOG_HTTP_PORT": str(scratch.base + 1)})
+        wait_until(lambda: requests.get(url + "/health", timeout=5).json()["secondaries"]
+                   ["secondary1"]["status"] == "Healthy", 60, what="secondary1 Healthy")
+
+    start(1)
+    r = requests.post(url + "/messages", json={"message": "kept", "w": 2}, timeout=30)
+    assert r.status_code == 201, r.text
+    for d in ("data/master", "data/secondary1"):
+        assert list((scratch.tmp / "work" / d / "segments").glob("*.log")), d
+    scratch.stop(*scratch.started[1:])            # the two nodes; the name server stays
+    start(2)
+    assert requests.get(url + "/messages", timeout=5).json()["messages"] == ["kept"]
+    assert requests.get(f"http://127.0.0.1:{scratch.base + 1}/messages",
+                        timeout=5).json()["messages"] == ["kept"]
+
+
 def test_failover_run(scratch):
     """docs/failover.md's block, every line as written, one after the other: four nodes
     started in the background with `&`, s1's /health (curl retries while s1 starts), and a
