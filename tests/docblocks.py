@@ -89,6 +89,7 @@ REGISTRY = {
     "swarm-one-host": "tests/swarm/test_swarm_docblocks.py::test_deploy_one_host_block",
     "swarm-reach": "tests/swarm/test_swarm_docblocks.py::test_deploy_one_host_block",
     "swarm-tokens-swap": "tests/swarm/test_swarm_docblocks.py::test_deploy_one_host_block",
+    "swarm-pin-master": "tests/swarm/test_swarm_docblocks.py::test_deploy_one_host_block",
     # docs/performance.md
     "bench-setup": "tests/integration/test_docblocks_local.py::test_bench_setup_line",
     # docs/durability.md
