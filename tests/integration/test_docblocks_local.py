@@ -246,3 +246,12 @@ def test_failover_run(scratch):
         pytest.skip(f"{won} won the first election, not `master` as the block's comment shows "
                     "(a vote request is not asked again: see the docstring); the commands "
                     f"worked{'' if won == 's1' else ', the 307 included'}")
+
+
+def test_failover_sim_lines(local):
+    """docs/failover.md's quick simulation lines: one seed replayed passes; the broken rule
+    fails, with a nonzero exit and the violation named (the long run is marked not-run)."""
+    replay, broken = sh_commands(docblocks.block("failover-sim"))
+    local.check(replay, timeout=60)
+    rc, out = local.run(broken, timeout=120)
+    assert rc == 1 and "two masters in epoch" in out, (rc, out)
