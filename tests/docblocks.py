@@ -39,12 +39,6 @@ ROOT = Path(__file__).resolve().parent.parent
 COMMAND_LANGS = {"sh", "bash", "shell", "console", "python"}
 MARKER = re.compile(r"^\s*<!--\s*([a-z0-9][a-z0-9-]*)\s*(?::\s*not-run:\s*(.*?))?\s*-->\s*$")
 
-# Documents whose commands still sit in indented blocks that no test runs: outside issue 20's
-# list (compose volumes, durability, the failover draft, which another change is rewriting).
-# Each such block is reported as a skip by tests/unit/test_docblocks.py; a new one elsewhere
-# fails the check. Shrink this set, never grow it.
-INDENTED_NOT_YET = {"docs/docker-volumes.md", "docs/durability.md", "docs/failover.md"}
-
 # Every named block and the test that runs it (path::function; the function fetches the
 # block by this name). A block marked `not-run: <why>` is not listed here.
 REGISTRY = {
@@ -75,6 +69,13 @@ REGISTRY = {
     "compose-logs": "tests/docker/test_docker_docblocks.py::test_reading_logs",
     "compose-faults": "tests/docker/test_docker_docblocks.py::test_faults_to_try",
     "compose-partition": "tests/docker/test_docker_docblocks.py::test_faults_to_try",
+    # docs/docker-volumes.md
+    "volumes-ls": "tests/docker/test_docker_docblocks.py::test_volumes_backup_restore_fresh",
+    "volumes-pyro5": "tests/docker/test_docker_docblocks.py::test_volumes_backup_restore_fresh",
+    "volumes-backup-tar": "tests/docker/test_docker_docblocks.py::test_volumes_backup_restore_fresh",
+    "volumes-backup-stopped": "tests/docker/test_docker_docblocks.py::test_volumes_backup_restore_fresh",
+    "volumes-restore": "tests/docker/test_docker_docblocks.py::test_volumes_backup_restore_fresh",
+    "volumes-fresh": "tests/docker/test_docker_docblocks.py::test_volumes_backup_restore_fresh",
     # docs/security.md
     "certs-make": "tests/integration/test_docblocks_security.py::test_certificates_and_a_tls_cluster",
     "tls-start": "tests/integration/test_docblocks_security.py::test_certificates_and_a_tls_cluster",
@@ -90,8 +91,14 @@ REGISTRY = {
     "swarm-one-host": "tests/swarm/test_swarm_docblocks.py::test_deploy_one_host_block",
     "swarm-reach": "tests/swarm/test_swarm_docblocks.py::test_deploy_one_host_block",
     "swarm-tokens-swap": "tests/swarm/test_swarm_docblocks.py::test_deploy_one_host_block",
+    "swarm-pin-master": "tests/swarm/test_swarm_docblocks.py::test_deploy_one_host_block",
     # docs/performance.md
     "bench-setup": "tests/integration/test_docblocks_local.py::test_bench_setup_line",
+    # docs/durability.md
+    "durability-data-dir": "tests/integration/test_docblocks_local.py::test_durability_data_dir",
+    # docs/failover.md
+    "failover-run": "tests/integration/test_docblocks_local.py::test_failover_run",
+    "failover-sim": "tests/integration/test_docblocks_local.py::test_failover_sim_lines",
 }
 
 
@@ -192,7 +199,7 @@ def problems(blocks: list[Block], registry: dict[str, str] = REGISTRY,
         if b.name:
             names.setdefault(b.name, []).append(b.where)
         if b.indented:
-            if looks_like_commands(b.text) and b.doc not in INDENTED_NOT_YET:
+            if looks_like_commands(b.text):
                 out.append(f"{b.where}: commands in an indented block: make it a fenced "
                            "```sh or ```console block with a <!-- name --> marker")
             continue

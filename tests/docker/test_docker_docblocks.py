@@ -1,7 +1,8 @@
 """README's and docs/docker.md's and docs/security.md's compose blocks, run as written
 (tests/docblocks.py) on ONE compose project, in the order a reader meets them: build and up,
 the quick start and its session, reading logs, faults, a partition (of the two
-secondaries the compose file has), then adding secondaries.
+secondaries the compose file has), docs/docker-volumes.md's volumes, backups, restore and
+fresh start, then adding secondaries (to the fresh cluster).
 
 What differs from a user's terminal, and only that: the project's name (COMPOSE_PROJECT_NAME,
 so that it runs beside other projects on a shared engine), the host ports (MASTER_PORT, ...,
@@ -13,6 +14,7 @@ registry (REPLOG_BASE_IMAGE=replog-base:bookworm), as docs/docker.md says to.
 """
 from __future__ import annotations
 
+import re
 import uuid
 
 import pytest
@@ -20,7 +22,7 @@ import pytest
 from tests import docblocks
 from tests.docblocks import Shell, run_console, sh_commands, substitute
 
-from .conftest import Cluster, _active, free_port, wait_until
+from .conftest import COMPOSE_FILE, IMAGE, Cluster, _active, free_port, wait_until
 
 pytestmark = pytest.mark.docker
 
@@ -109,6 +111,57 @@ def test_faults_to_try(project):
     project.shell.check(heal)
     wait_until(lambda: not project.health()["read_only"], 60, what="writable again")
     assert project.post("healed", w=3, timeout=30).status_code == 201
+
+
+def volumes_local(c: Cluster, command: str) -> str:
+    """The project's name for `replog` in volume and network names, the tests' image."""
+    command = re.sub(r"(?<![\w./-])replog_(?=[\w-])", f"{c.project}_", command)
+    return command.replace("replog:latest", IMAGE)
+
+
+def test_volumes_backup_restore_fresh(project, tmp_path):
+    """docs/docker-volumes.md, every block in order, in an empty folder (where the backups
+    land; COMPOSE_FILE names the project's compose file): the volumes listed, a Pyro5 client
+    on the project's network, a tar backup of a running secondary, a copy of a stopped one,
+    the master restored from the tar file while its secondaries run (it adopts their longer
+    log: nothing acknowledged is lost), then a fresh start with `down -v` and `up -d`."""
+    c = project
+    if c.compose("ps", "-q", "master", check=False).stdout.strip() == "":
+        c.up()                                  # run alone (-k): the module's cluster first
+    wait_ready(c)
+    shell = Shell(tmp_path, c.env | {"COMPOSE_FILE": str(COMPOSE_FILE)},
+                  transcript=tmp_path / "transcript.txt")
+    try:
+        def run(name: str) -> list[str]:
+            return [shell.check(volumes_local(c, command), timeout=300)
+                    for command in sh_commands(docblocks.block(name))]
+
+        (listed,) = run("volumes-ls")
+        for node in ("master", "secondary1", "secondary2"):
+            assert f"{c.project}_{node}-data" in listed, listed
+        (appended,) = run("volumes-pyro5")
+        assert "'seq':" in appended, appended
+        assert c.post("in the backup", w=3, timeout=30).status_code == 201
+
+        run("volumes-backup-tar")
+        assert (tmp_path / "secondary1.tar").stat().st_size > 0
+        run("volumes-backup-stopped")
+        assert list((tmp_path / "secondary1-backup" / "segments").glob("*.log"))
+        wait_ready(c)
+        assert c.post("after the backup", w=3, timeout=30).status_code == 201
+        held = c.messages("master")
+        log_id = c.health()["log_id"]
+
+        run("volumes-restore")
+        wait_ready(c)
+        assert c.messages("master") == held and c.health()["log_id"] == log_id
+
+        run("volumes-fresh")
+        wait_ready(c)
+        assert c.messages("master") == [] and c.health()["log_id"] != log_id
+    finally:
+        shell.close()
+        print((tmp_path / "transcript.txt").read_text()[-6000:])
 
 
 def test_adding_secondaries(project):

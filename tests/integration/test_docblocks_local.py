@@ -7,6 +7,7 @@ ones, as the documents tell a user to choose them: `--base-port`, `--http-port`,
 REPLOG_* variable behind every flag) and the data folder (REPLOG_DATA_ROOT, in a temporary
 folder); a command that runs until Ctrl-C gets a Ctrl-C after a few seconds.
 """
+import json
 import os
 import signal
 import subprocess
@@ -146,3 +147,112 @@ def test_bench_setup_line(local):
     block after it is marked not-run, and tests/test_bench_smoke.py runs --quick)."""
     (setup,) = sh_commands(docblocks.block("bench-setup"))
     local.check(setup, timeout=300)
+
+
+@pytest.fixture
+def scratch(tmp_path):
+    """A shell in an empty folder (where a block's relative data directories land), on free
+    ports: REPLOG_NS_PORT for every node, the documents' 5000-5004 and 9090 where a line
+    names them."""
+    base, ns, ports, env = ports_and_env(tmp_path)
+    work = tmp_path / "work"
+    work.mkdir()
+    shell = Shell(work, env, transcript=tmp_path / "transcript.txt")
+    shell.base, shell.ns, shell.ports, shell.tmp = base, ns, ports, tmp_path
+    try:
+        yield shell
+    finally:
+        shell.close()
+        print((tmp_path / "transcript.txt").read_text()[-6000:])
+        for log in sorted(tmp_path.glob("*.log")):
+            print(f"----- {log.name} -----\n{log.read_text(errors='replace')[-1500:]}")
+
+
+def in_background(shell, command, name, **env):
+    """A block's `... &` line: started in the background, as it says, its output in NAME.log."""
+    assert bare(command).endswith(" &"), command
+    return shell.background(substitute(bare(command)[:-1], shell.ports), shell.tmp / f"{name}.log",
+                            env)
+
+
+def test_durability_data_dir(scratch):
+    """docs/durability.md's two lines (each in a terminal of its own, beside a name server)
+    keep each node's log in its folder: after both are stopped and started again with the
+    same lines, the log is still there."""
+    master, secondary = sh_commands(docblocks.block("durability-data-dir"))
+    url = f"http://127.0.0.1:{scratch.base}"
+    scratch.background("python -m nameserver", scratch.tmp / "nameserver.log",
+                       {"REPLOG_PORT": str(scratch.ns)})
+
+    def start(run):
+        scratch.background(master, scratch.tmp / f"master{run}.log",
+                           {"REPLOG_HTTP_PORT": str(scratch.base),
+                            "REPLOG_SECONDARIES": "secondary1"})
+        scratch.background(secondary, scratch.tmp / f"secondary{run}.log",
+                           {"REPLOG_HTTP_PORT": str(scratch.base + 1)})
+        wait_until(lambda: requests.get(url + "/health", timeout=5).json()["secondaries"]
+                   ["secondary1"]["status"] == "Healthy", 60, what="secondary1 Healthy")
+
+    start(1)
+    r = requests.post(url + "/messages", json={"message": "kept", "w": 2}, timeout=30)
+    assert r.status_code == 201, r.text
+    for d in ("data/master", "data/secondary1"):
+        assert list((scratch.tmp / "work" / d / "segments").glob("*.log")), d
+    scratch.stop(*scratch.started[1:])            # the two nodes; the name server stays
+    start(2)
+    assert requests.get(url + "/messages", timeout=5).json()["messages"] == ["kept"]
+    assert requests.get(f"http://127.0.0.1:{scratch.base + 1}/messages",
+                        timeout=5).json()["messages"] == ["kept"]
+
+
+def test_failover_run(scratch):
+    """docs/failover.md's block, every line as written, one after the other: four nodes
+    started in the background with `&`, s1's /health (curl retries while s1 starts), and a
+    POST to s1 that is redirected (307) to the master, which `curl -L` follows, and appended
+    there (curl retries while no master can take writes yet: elected, but its lease not yet
+    confirmed by a majority's heartbeat answers, which takes ~0.1 s).
+
+    Which node wins the first election is not fixed: `master` stands first, but asks no vote
+    of a node whose address it has not looked up yet (all four start at once) and does not
+    ask again within that candidacy (FailoverNode._ask_vote), so s2 or s1 may win epoch 1
+    (in 8 runs of 16 here). The block's commands work then too (checked), but its comment shows
+    `"master": "master"`: such a run ends as a skip that says so."""
+    *nodes, health, post = sh_commands(docblocks.block("failover-run"))
+    assert len(nodes) == 4
+    for command, name in zip(nodes, ("nameserver", "master", "s1", "s2")):
+        in_background(scratch, command, name)
+
+    def named():      # s1 may answer before the election: the user runs the line again
+        out = scratch.check(substitute(health, scratch.ports), timeout=60)
+        return json.loads(out)["failover"]["master"] and out
+    fo = json.loads(wait_until(named, 30, interval=0.5, what="s1's /health to name a master"))
+    fo = fo["failover"]
+    assert fo["node"] == "s1" and fo["epoch"] >= 1, fo
+    won = fo["master"]
+    ports = {"master": scratch.base, "s1": scratch.base + 1, "s2": scratch.base + 2}
+    master, s1 = f"http://127.0.0.1:{ports[won]}", f"http://127.0.0.1:{scratch.base + 1}"
+    assert fo["master_url"] == master, fo
+
+    out = scratch.check(substitute(post, scratch.ports), timeout=60)
+    written = json.loads(out.splitlines()[-1])    # curl prints each try's answer: a 503 first
+    assert written["seq"] == 1 and written["acks"] >= 2, written
+    assert requests.get(master + "/messages", timeout=5).json()["messages"] == ["hi"]
+    if won != "s1":
+        assert fo["role"] == "secondary", fo
+        r = requests.post(s1 + "/messages", json={"message": "probe", "w": 2}, timeout=30,
+                          allow_redirects=False)           # what curl -L followed
+        assert r.status_code == 307 and r.headers["Location"] == master + "/messages", \
+            (r.status_code, r.headers, r.text)            # (a 307 appends nothing)
+    if won != "master":
+        pytest.skip(f"{won} won the first election, not `master` as the block's comment shows "
+                    "(a vote request is not asked again: see the docstring); the commands "
+                    f"worked{'' if won == 's1' else ', the 307 included'}")
+
+
+def test_failover_sim_lines(local):
+    """docs/failover.md's quick simulation lines: one seed replayed passes; the broken rule
+    fails, with a nonzero exit and the violation named (the long run is marked not-run)."""
+    replay, broken = sh_commands(docblocks.block("failover-sim"))
+    local.check(replay, timeout=60)
+    rc, out = local.run(broken, timeout=120)
+    assert rc == 1 and "two masters in epoch" in out, (rc, out)

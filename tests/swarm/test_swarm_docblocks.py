@@ -3,8 +3,9 @@ single-node swarm of the `swarm` fixture, as ONE session on one stack:
 
 1. README's block up to `docker service scale replog_secondary=4`;
 2. deploy.md's "On one host" block up to `docker service logs -f` (its deploy updates the
-   same stack: back to the stack file's 2 secondaries, then scaled to 3), and, while the stack
-   runs, deploy.md's "Reaching it" and token-swap blocks;
+   same stack: back to the stack file's 2 secondaries, then scaled to 3), the master pinned
+   to a labelled host (this one; the deploy updates the stack again, back to 2 secondaries)
+   and, while the stack runs, deploy.md's "Reaching it" and token-swap blocks;
 3. the three removal lines, which both blocks end with, word for word (checked): once.
 
 What differs from a user's terminal, and only that: the stack's name (`replog` becomes a
@@ -12,7 +13,8 @@ unique one, also in `replog_master`, `namespace=replog`, and the swapped secret'
 that it runs beside other stacks on a shared engine), the master's port (MASTER_PORT, the
 documented setting; `localhost:5000` in a command follows it), `docker swarm init` answering
 that a swarm is already active (the blocks say: if none is), and a pause where a comment
-says to wait (`# wait for 4 tasks Running`) or a scaled service to be counted. The
+says to wait (`# wait for 4 tasks Running`) or a scaled service to be counted, and the
+node label `replog.master` removed at the end unless the node had it before. The
 certificates and tokens land in deploy/swarm/certs and deploy/swarm/tokens, as written;
 ones already there are moved aside and put back.
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import time
 import uuid
 
 import pytest
@@ -85,7 +88,7 @@ def step(s: Stack, command: str) -> None:
         out = s.shell.check(rename(s, command), timeout=600)
         if line.startswith("curl"):
             assert '"seq"' in out or '"role": "master"' in out, out
-    if line.startswith("docker stack deploy"):
+    if "docker stack deploy" in line:
         wait_until(lambda: s.get("master", "/health", timeout=2).status_code == 200, 180,
                    what=f"the master to answer on 127.0.0.1:{s.master_port}")
         s.wait_cluster({"secondary1", "secondary2"}, timeout=180)
@@ -109,18 +112,38 @@ def test_deploy_one_host_block(session):
         step(session, command)
     assert session.health()["quorum"]["size"] == 4
 
-    curl, add_ci = sh_commands(docblocks.block("swarm-reach"))
-    step(session, curl)
-    ci = session.shell.check(add_ci).strip().splitlines()[-1]
-    assert ci.startswith("rlg_"), ci
-    for command in sh_commands(docblocks.block("swarm-tokens-swap")):
-        step(session, command)
-    session.wait_cluster({"secondary1", "secondary2", "secondary3"}, timeout=180)
-    with session.session(token=None) as http:      # the new token file is in force
-        r = http.post(session.url("master", "/messages"), json={"message": "by ci"},
-                      headers={"Authorization": f"Bearer {ci}"}, timeout=30)
-        assert r.status_code == 201, r.text
+    # "From one host to several", step 3: the master pinned by a node label (to this host,
+    # the only one); the deploy updates the stack (back to the file's 2 secondaries), and
+    # the master, rescheduled on the same host, keeps its volume and so its log
+    label = "{{index .Spec.Labels \"replog.master\"}}"
+    had_label = run(["docker", "node", "inspect", "self", "-f", label]).stdout.strip() == "true"
+    before = session.messages("master")
+    t0 = time.monotonic()
+    try:
+        for command in sh_commands(docblocks.block("swarm-pin-master")):
+            step(session, command)
+        spec = run(["docker", "service", "inspect", session.service("master"), "-f",
+                    "{{json .Spec.TaskTemplate.Placement.Constraints}}"]).stdout
+        assert "node.labels.replog.master == true" in spec, spec
+        assert session.messages("master")[:len(before)] == before
+        print(f"swarm-pin-master took {time.monotonic() - t0:.1f} s")
 
-    for command in removal:
-        step(session, command)
-    assert not any(session.leftovers().values())
+        curl, add_ci = sh_commands(docblocks.block("swarm-reach"))
+        step(session, curl)
+        ci = session.shell.check(add_ci).strip().splitlines()[-1]
+        assert ci.startswith("rlg_"), ci
+        for command in sh_commands(docblocks.block("swarm-tokens-swap")):
+            step(session, command)
+        session.wait_cluster({"secondary1", "secondary2"}, timeout=180)
+        with session.session(token=None) as http:      # the new token file is in force
+            r = http.post(session.url("master", "/messages"), json={"message": "by ci"},
+                          headers={"Authorization": f"Bearer {ci}"}, timeout=30)
+            assert r.status_code == 201, r.text
+
+        for command in removal:
+            step(session, command)
+        assert not any(session.leftovers().values())
+    finally:
+        if not had_label:
+            node = run(["docker", "info", "-f", "{{.Swarm.NodeID}}"]).stdout.strip()
+            run(["docker", "node", "update", "--label-rm", "replog.master", node], check=False)

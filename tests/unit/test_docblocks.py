@@ -6,8 +6,6 @@ from tests import docblocks
 from tests.docblocks import Block, console_steps, parse, problems, sh_commands, shown_matches
 
 NOT_RUN = [b for b in docblocks.all_blocks() if b.is_command and b.not_run]
-NOT_YET = [b for b in docblocks.all_blocks() if b.indented and b.doc in docblocks.INDENTED_NOT_YET
-           and docblocks.looks_like_commands(b.text)]
 
 
 def test_every_command_block_is_run_by_a_test_or_says_why_not():
@@ -18,14 +16,10 @@ def test_every_command_block_is_run_by_a_test_or_says_why_not():
 @pytest.mark.parametrize("b", NOT_RUN, ids=[b.name for b in NOT_RUN])
 def test_a_block_marked_not_run(b):
     """One skip per block that no test runs, with its reason, in every run's summary (-ra)."""
-    assert len(NOT_RUN) <= 8, "not-run blocks are to be kept few"
+    # 9: four need Kubernetes, three are test suites that CI runs (the Docker suite, one file
+    # of it, the simulation's tests beside its long run), two take minutes (chaos, bench)
+    assert len(NOT_RUN) <= 9, "not-run blocks are to be kept few"
     pytest.skip(f"{b.where} <!-- {b.name} --> is not run: {b.not_run}")
-
-
-@pytest.mark.parametrize("b", NOT_YET, ids=[b.where for b in NOT_YET])
-def test_an_indented_command_block_not_yet_run(b):
-    pytest.skip(f"{b.where}: indented commands ({b.text.splitlines()[0].strip()[:60]} ...) "
-                "not yet fenced, named and run (INDENTED_NOT_YET in tests/docblocks.py)")
 
 
 # -- the check, on documents made to break each rule ------------------------------------------
