@@ -140,22 +140,26 @@ class FailoverNode:
 
     # -- votes ----------------------------------------------------------------------------
     def _ask_vote(self, node: str, req: el.VoteRequest) -> None:
-        uri = self.peers.get(node)
-        if uri is None:
-            logger.debug("no address known for {}: no vote asked", node)
-            return
-        try:
-            with self.connect(uri, self.timing.election_min / 2) as p:
-                a = p.vote(req.epoch, req.candidate, req.rank[0], req.rank[1])
-        except Exception as e:
-            logger.debug("vote request to {} for epoch {} failed: {}", node, req.epoch, e)
-            return
-        if a.get("ignored"):
-            logger.debug("{} ignored the vote request for epoch {} (it hears a master)",
-                         node, req.epoch)
-            return
-        answer = el.VoteAnswer(int(a["epoch"]), node, bool(a["granted"]))
-        self._carry(self._step(lambda e, now: e.on_vote_answer(answer, now)))
+        """Ask `node` for its vote until it answers or this candidacy ends (Raft retries a
+        vote request too): its address may not be known yet, a call may time out, and a
+        node that still hears a master ignores the request for a while."""
+        e = self.election
+        while not self.stopping.is_set() and e.role is el.Role.CANDIDATE \
+                and e.epoch == req.epoch:
+            uri = self.peers.get(node)
+            a = None
+            if uri is not None:
+                try:
+                    with self.connect(uri, self.timing.election_min / 2) as p:
+                        a = p.vote(req.epoch, req.candidate, req.rank[0], req.rank[1])
+                except Exception as ex:
+                    logger.debug("vote request to {} for epoch {} failed: {}", node,
+                                 req.epoch, ex)
+            if a is not None and not a.get("ignored"):
+                answer = el.VoteAnswer(int(a["epoch"]), node, bool(a["granted"]))
+                self._carry(self._step(lambda e, now: e.on_vote_answer(answer, now)))
+                return
+            self.stopping.wait(0.05)
 
     def vote(self, epoch: int, candidate: str, last_epoch: int, length: int) -> dict:
         """A candidate asks for this node's vote (NodeAPI.vote)."""
