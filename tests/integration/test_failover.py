@@ -76,9 +76,9 @@ def test_kill_9_of_the_master_under_writers(cluster):
 def test_old_master_restarted_with_its_command_rejoins_as_a_secondary(cluster):
     clock = Clock()
     procs, old = start(cluster)
-    # No Sampler here: the restarted node serves its whole log from disk, with a tail no
-    # other node has, until the new master cuts it back; reads are not commit-only yet
-    # (test_a_write_that_a_failover_cuts_was_never_shown, xfail). Add one once they are.
+    # The restarted node holds a tail on its disk that no other node may have until the new
+    # master cuts it back: reads are commit-only, so it must never show it.
+    sampler = Sampler(procs).start()
     writers = Writers(procs, count=4, w=2).start()
     wait_until(lambda: writers.count_acked() >= 300, 30, what="300 acknowledged writes")
     old_epoch = failover_state(old)["epoch"]
@@ -101,7 +101,10 @@ def test_old_master_restarted_with_its_command_rejoins_as_a_secondary(cluster):
     assert state["role"] == "secondary" and state["master"] == new.name, state
     assert failover_state(new)["role"] == "master"
     log = settle(procs, new, None, writers.acked)        # the restarted node too
-    clock.mark(f"{len(log)} messages on every node; {writers.outcomes}")
+    sampler.stop()
+    assert not sampler.conflicts, sampler.describe()
+    clock.mark(f"{len(log)} messages on every node; {writers.outcomes}; "
+               f"{sum(sampler.samples.values())} samples")
 
 
 def pause_after_unreplicated_w1(cluster, writers_count=2, k=5):
@@ -150,9 +153,8 @@ def test_sigstop_of_the_master_for_5_s(cluster):
     wait_until(lambda: time.monotonic() - paused_at >= 5.0, 10, what="5 s of pause")
     old.resume()                                                       # SIGCONT
     clock.mark(f"{old.name} resumed")
-    # It must follow the master of now: the one elected meanwhile, or (bug: see
-    # test_a_deposed_master_steps_down_without_standing, xfail) one elected again because
-    # the old master stood while stepping down. The checks below hold either way.
+    # It must follow the master of now (test_a_deposed_master_steps_down_without_standing
+    # checks that this is the one elected meanwhile).
     current = wait_until(lambda: (m := writable_master(procs)) is not None and m is not old
                          and stepped_down_to(old, m) and m, 20,
                          what=f"{old.name} to step down and follow the master")
