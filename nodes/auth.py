@@ -238,33 +238,36 @@ class Guard:
         method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO") or "/"
         route = route_of(method, path)
         addr = environ.get("REMOTE_ADDR") or "?"
-        status, detail, name = self.authorize(route, environ.get("HTTP_AUTHORIZATION", ""))
-        if status != 200:     # (an unsent body is read and dropped by nodes.edge, bounded)
-            self.log_once((addr, name, status, detail if name is None else ""), "refused {} {} from {} ({}): {}", method, path,
-                          addr, status, detail)
-            if status == 401:
-                challenge = 'Bearer realm="replog"' + (
-                    ', error="invalid_token"' if detail == "invalid token" else "")
-                return _json_response(start_response, "401 Unauthorized",
-                                      {"error": f"{detail}: send Authorization: Bearer TOKEN"},
-                                      [("WWW-Authenticate", challenge)])
-            return _json_response(
-                start_response, "403 Forbidden", {"error": detail},
-                [("WWW-Authenticate",
-                  f'Bearer realm="replog", error="insufficient_scope", scope="{route.role}"')])
-        who = f"token {name}" if name is not None else f"address {addr}"
-        if route.rate:
-            wait = self.take_append(who)
-            if wait:
-                return self._too_many(environ, start_response, who, addr, method, path,
-                                      f"over {self.limits.append_rate:g} appends/s", wait)
+        name = None
+        if self.tokens is not None and route.role != PUBLIC:    # else authorize allows it
+            status, detail, name = self.authorize(route, environ.get("HTTP_AUTHORIZATION", ""))
+            if status != 200:     # (an unsent body is read and dropped by nodes.edge, bounded)
+                self.log_once((addr, name, status, detail if name is None else ""),
+                              "refused {} {} from {} ({}): {}", method, path, addr, status, detail)
+                if status == 401:
+                    challenge = 'Bearer realm="replog"' + (
+                        ', error="invalid_token"' if detail == "invalid token" else "")
+                    return _json_response(start_response, "401 Unauthorized",
+                                          {"error": f"{detail}: send Authorization: Bearer TOKEN"},
+                                          [("WWW-Authenticate", challenge)])
+                return _json_response(
+                    start_response, "403 Forbidden", {"error": detail},
+                    [("WWW-Authenticate",
+                      f'Bearer realm="replog", error="insufficient_scope", scope="{route.role}"')])
         release = None
-        if self.held(route, environ):
-            release = self.hold(who)
-            if release is None:
-                return self._too_many(environ, start_response, who, addr, method, path,
-                                      f"already {self.limits.max_held} long-polls/streams open",
-                                      1.0)
+        if route.rate or route.held:
+            who = f"token {name}" if name is not None else f"address {addr}"
+            if route.rate:
+                wait = self.take_append(who)
+                if wait:
+                    return self._too_many(environ, start_response, who, addr, method, path,
+                                          f"over {self.limits.append_rate:g} appends/s", wait)
+            if self.held(route, environ):
+                release = self.hold(who)
+                if release is None:
+                    return self._too_many(environ, start_response, who, addr, method, path,
+                                          f"already {self.limits.max_held} long-polls/streams "
+                                          "open", 1.0)
         try:
             if self.limits.body_timeout > 0 and not self._read_body(environ):
                 return _json_response(start_response, "408 Request Timeout",
@@ -316,8 +319,11 @@ class Guard:
         raw = environ["wsgi.input"]
         left = n if n is not None else self.limits.max_body + 1
         parts = []
+        # the connection's reusable deadline (nodes.edge.Handler), else a Timeout of its own
+        deadline = getattr(environ.get("replog.handler"), "body_deadline", gevent.Timeout)
+        deadline = deadline(self.limits.body_timeout)
         try:
-            with gevent.Timeout(self.limits.body_timeout):
+            with deadline:
                 # in pieces: a client that announces a large body and trickles it makes the
                 # node hold what arrived, not a buffer of the announced size
                 while left > 0:

@@ -1,5 +1,6 @@
 """The client plane's connection-level defences, used by nodes.web.create_http_server:
-HTTPS (a server certificate, e.g. one made by `python -m nodes.certs`) and read timeouts.
+HTTPS (a server certificate, e.g. one made by `python -m nodes.certs`) and read timeouts;
+and, since every request passes here, a cheaper reading of its headers (read_headers).
 
 Every connection is one greenlet. Without bounds, a client that opens a connection and says
 nothing, or sends its headers one byte every few seconds, holds that greenlet (and a slot of
@@ -15,9 +16,12 @@ nothing, or sends its headers one byte every few seconds, holds that greenlet (a
 """
 from __future__ import annotations
 
+import email.parser
+import re
 import socket
 import ssl
 from dataclasses import dataclass
+from http import client as http_client
 from pathlib import Path
 
 import gevent
@@ -42,8 +46,66 @@ DISCARD_MAX = 16 << 20   # an unread body (refused, or over --max-body) up to th
                          # answer and keep the connection; a larger one closes it
 
 
+_NOOP_LOG = getattr(pywsgi, "_NoopLog", ())   # what gevent logs to with log=None
+MAX_LINE, MAX_HEADERS = 65_536, 100       # per header line, per request: http.client's
+# One header line as the stdlib's email parser reads it when nothing is unusual: a name of
+# the characters its headerRE allows (printable ASCII but ":"), then ":", then the value,
+# with no other CR in the line. Anything else goes to the email parser (see read_headers).
+_PLAIN_HEADER = re.compile(r"([!-9;-~]+):([^\r]*)\r?\n\Z")
+
+
+def read_headers(fp) -> "pywsgi.OldMessage":
+    """The request's headers, as gevent's pywsgi.headers_factory reads them (http.client's
+    line and count limits, then the stdlib's email parser), with a fast path: when every
+    line is a plain `Name: value` line, the message is built directly, with the same names
+    and values the email parser would store (checked line by line against it in
+    tests/unit/test_edge_headers.py). Measured with timeit: 12 us for the benchmark's
+    three headers (19 us for a browser-like eight) through the email parser, 2.6 (5) us
+    here; py-spy put the email parser at ~10% of the master's CPU per append."""
+    lines = []
+    try:
+        while True:
+            line = fp.readline(MAX_LINE + 1)
+            if len(line) > MAX_LINE:
+                raise http_client.LineTooLong("header line")
+            lines.append(line)
+            if len(lines) > MAX_HEADERS:
+                raise http_client.HTTPException(f"got more than {MAX_HEADERS} headers")
+            if line in (b"\r\n", b"\n", b""):
+                break
+    except http_client.LineTooLong:
+        message = pywsgi.OldMessage()
+        message.status = "Line too long"
+        return message
+    text = [line.decode("iso-8859-1") for line in lines]
+    if text[-1] in ("\r\n", "\n"):           # (not an end of input before the blank line)
+        message = pywsgi.OldMessage()
+        match = _PLAIN_HEADER.match
+        for line in text[:-1]:
+            m = match(line)
+            if m is None:
+                break
+            message.set_raw(m.group(1), m.group(2).lstrip(" \t"))
+        else:
+            return message
+    return email.parser.Parser(_class=pywsgi.OldMessage).parsestr("".join(text))
+
+
 class _SlowHeaders(Exception):
     pass
+
+
+class Deadline(gevent.Timeout):
+    """A gevent Timeout that a connection starts and cancels again for each of its requests
+    (a `with` block cancels it instead of closing it; close() it when the connection ends).
+    A new Timeout per request and phase cost a native timer, an exception object and their
+    Python set-up each time: about 1.5 us, three times per request."""
+
+    def __exit__(self, typ, value, tb):
+        self.cancel()
+        if value is self and self.exception is False:
+            return True
+        return None
 
 
 def server_context(cert: str | Path, key: str | Path) -> ssl.SSLContext:
@@ -74,24 +136,42 @@ class Handler(pywsgi.WSGIHandler):
     environ (replog.handler) so that the Guard can drop a body it will not read."""
 
     timeouts = Timeouts()
+    # this connection's deadlines, made at its first request and reused (see Deadline)
+    _idle: Deadline | None = None
+    _header: Deadline | None = None
+    _body: Deadline | None = None
+
+    def handle(self):
+        try:
+            return super().handle()
+        finally:
+            for timer in (self._idle, self._header, self._body):
+                if timer is not None:
+                    timer.close()
+
+    def MessageClass(self, fp, *args):     # gevent's: pywsgi.headers_factory(fp)
+        return read_headers(fp)
 
     def read_requestline(self):
-        t = self.timeouts
+        idle = self._idle
+        if idle is None:
+            t = self.timeouts
+            # socket.error: a quiet close
+            idle = self._idle = Deadline(t.idle or None, socket.timeout("idle"))
+            self._header = Deadline(t.header or None, _SlowHeaders())
         # wait for the first byte as long as an idle connection may; then the clock runs
-        with gevent.Timeout(t.idle or None, socket.timeout("idle")):   # socket.error: a quiet close
+        with idle:
             if not self.rfile.peek(1):
                 return ""
-        self._header_timer = gevent.Timeout(t.header or None, _SlowHeaders())
-        self._header_timer.start()
+        self._header.start()
         return super().read_requestline()
 
     def read_request(self, raw_requestline):
         try:
             return super().read_request(raw_requestline)
         finally:
-            timer = self.__dict__.pop("_header_timer", None)
-            if timer is not None:
-                timer.close()
+            if self._header is not None:
+                self._header.cancel()
 
     def handle_one_request(self):
         try:
@@ -99,9 +179,24 @@ class Handler(pywsgi.WSGIHandler):
         except _SlowHeaders:
             return ("408", _TIMEOUT_408)
         finally:
-            timer = self.__dict__.pop("_header_timer", None)
-            if timer is not None:
-                timer.close()
+            if self._header is not None:
+                self._header.cancel()
+
+    def body_deadline(self, seconds: float) -> Deadline:
+        """The deadline for reading this request's body (nodes.auth.Guard), as a reusable
+        `with` block that raises itself (a gevent.Timeout) when `seconds` pass."""
+        body = self._body
+        if body is None or body.seconds != seconds:
+            if body is not None:
+                body.close()
+            body = self._body = Deadline(seconds or None)
+        return body
+
+    def log_request(self):
+        """Nothing when the server has no access log (nodes.web passes log=None): gevent
+        formats the line (a datetime, a %-format of eight fields) and then drops it."""
+        if not isinstance(self.server.log, _NOOP_LOG):
+            super().log_request()
 
     def _handle_client_error(self, ex):
         if isinstance(ex, _SlowHeaders):

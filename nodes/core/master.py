@@ -169,10 +169,16 @@ class MasterState:
     def _check_writable(self, now: float) -> None:
         if self.failed is not None or self.recovering is not None:
             raise ReadOnly(self.failed or self.recovering)
-        # the hot path of every append: count what quorum() counts, without its report
-        answering = self.policy.answering
-        available = 1 + sum(1 for sec in self.secondaries.values() if answering(sec.seen, now))
-        if available < majority(self.cluster_size):
+        # the hot path of every append: count what quorum() counts (HealthPolicy.answering,
+        # Progress.seen), without its report, and inline (a generator and two calls per
+        # secondary cost more than the rest of this check)
+        limit = self.policy.unhealthy_after
+        available = 1
+        for sec in self.secondaries.values():
+            seen = sec.last_answer if sec.last_answer is not None else sec.known_since
+            if seen is not None and now - seen < limit:
+                available += 1
+        if available < majority(1 + len(self.secondaries)):
             raise ReadOnly(self.quorum(now).reason())
 
     def on_durable(self, seq: int) -> None:

@@ -55,6 +55,7 @@ class Link:
         self.progress = shell.state.secondaries[name]   # served while this one is known
         self._on_silent = on_silent
         self._armed = 0            # senders waiting for the pipeline's delay (see wake)
+        self._looking: set[Conn] = set()   # senders back from a call, not yet looking again
 
     def start(self) -> None:
         for k in range(self.window):
@@ -73,12 +74,15 @@ class Link:
             while self._send_one(conn):
                 pass
         finally:
+            with self.cond:
+                self._looking.discard(conn)     # else wake() would wait for it for ever
             conn.close()
 
-    def _next(self) -> tuple[Any, str, str, int] | None:
+    def _next(self, conn: Conn) -> tuple[Any, str, str, int] | None:
         """Wait for something to send: (batch or sync, uri, log id, epoch); None: done."""
         state, clock = self.shell.state, self.shell.clock
         with self.cond:
+            self._looking.discard(conn)
             while True:
                 if not self.alive():
                     return None
@@ -87,10 +91,12 @@ class Link:
                 if batch is not None:
                     return batch, self.progress.uri, state.log_id, state.epoch
                 wake = state.wake_at(self.name)
-                if wake is None:
+                armed = bool(self.progress.calls)    # waiting to pipeline behind a call
+                if wake is None or (armed and self._armed):
+                    # One sender at most waits to pipeline (see wake); the others would
+                    # each wake on a timer of their own, for nothing.
                     self.cond.wait()
                     continue
-                armed = bool(self.progress.calls)    # waiting to pipeline behind a call
                 self._armed += armed
                 try:
                     self.cond.wait(max(0.001, wake - now))
@@ -102,7 +108,7 @@ class Link:
         time.sleep(0)
         batch = None
         try:
-            taken = self._next()
+            taken = self._next(conn)
             if taken is None:
                 return False
             batch, uri, log_id, epoch = taken
@@ -111,7 +117,7 @@ class Link:
             if isinstance(batch, Sync):
                 reply = conn.to(uri).sync(batch.log_id, batch.history, batch.last_seq,
                                           self.shell.new_log, **kw)
-                self.answered(reply, "sync", call=batch.call)
+                self.answered(reply, "sync", call=batch.call, sender=conn)
                 return True
             first, count = batch.first_seq, len(batch.messages)
             if fence is not None:      # a secondary that becomes master must know the keys
@@ -127,17 +133,18 @@ class Link:
                 raise
             took = time.perf_counter() - started
             self.shell.stats.replicate_ok(self.name, count, took)
-            self.answered(reply, "replicate", call=batch.call, sent=count)
+            self.answered(reply, "replicate", call=batch.call, sent=count, sender=conn)
             logger.debug("replicate to {} seq={}..{} count={} ack={} in {:.1f} ms", self.name,
                          first, first + count - 1, count, reply["ack"], took * 1000)
         except Exception as e:   # refused, timed out, remote error, a bad answer: all retried
             conn.close()
-            self._failed(batch, e)
+            self._failed(batch, e, conn)
         return True
 
-    def _failed(self, batch: Any, e: Exception) -> None:
+    def _failed(self, batch: Any, e: Exception, sender: Conn) -> None:
         shell = self.shell
         with self.cond:
+            self._looking.add(sender)
             wait = shell.state.on_failure(self.name, shell.clock(), shell.rand,
                                           None if batch is None else batch.call)
             failures = self.progress.failures
@@ -159,10 +166,14 @@ class Link:
             "{} failed ({}: {}); retry #{} in {:.2f} s", what, type(e).__name__, e, failures,
             wait)
 
-    def answered(self, reply: dict, how: str, call: int | None = None, sent: int = 0) -> None:
-        """A call to this secondary answered: tell the state machine, carry out what it says."""
+    def answered(self, reply: dict, how: str, call: int | None = None, sent: int = 0,
+                 sender: Conn | None = None) -> None:
+        """A call to this secondary answered: tell the state machine, carry out what it says.
+        sender: the Conn of the sender that made the call (it looks for more next)."""
         shell = self.shell
         with self.cond:
+            if sender is not None:
+                self._looking.add(sender)
             restarted = shell.state.on_answer(
                 self.name, reply["incarnation"], reply["ack"], shell.clock(),
                 reply.get("log_id", SAME), reply.get("epoch", SAME), sent, call, how)
@@ -175,9 +186,16 @@ class Link:
         """Under the lock: something new to send. For an append one idle sender is enough,
         and none while calls are out and either a sender already waits to pipeline behind
         them or the window is full: the sender of a call loops back for what is new when
-        it is answered, so an append then costs no wake-up at all."""
+        it is answered, so an append then costs no wake-up at all. Nor while a sender is
+        back from a call and about to look (it yields once first, so that the requests
+        ready then join its batch): waking another one then made that one send at once,
+        with the first one or two messages (measured at w=3: 2.5 messages per call instead
+        of 8, and about a third more of the master's CPU per append). One sender at most
+        waits to pipeline, on a timer; the rest wait until woken."""
         if everyone:
             self.cond.notify_all()
+            return
+        if self._looking:
             return
         calls = self.progress.calls
         if calls and (self._armed or len(calls) >= self.window):

@@ -187,6 +187,39 @@ def test_trickled_body_gets_408_and_the_connection_closes(tight):
         assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
 
 
+def _answer(sock):
+    """One whole answer on a kept-alive connection (its headers and Content-Length body)."""
+    sock.settimeout(30)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(4096)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length:")))
+    while len(body) < length:
+        body += sock.recv(4096)
+    return head
+
+
+def test_deadlines_hold_on_every_request_of_a_kept_alive_connection(tight):
+    """A connection reuses its deadlines from one request to the next (nodes.edge.Deadline):
+    after answered requests, slow headers and then a trickled body still get their 408."""
+    with socket.create_connection(("127.0.0.1", tight.master.http_port)) as sock:
+        for _ in range(3):
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert _answer(sock).startswith(b"HTTP/1.1 200")
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")     # and never the blank line
+        assert _recv_all(sock).startswith(b"HTTP/1.1 408")
+    with socket.create_connection(("127.0.0.1", tight.master.http_port)) as sock:
+        for _ in range(3):
+            sock.sendall(b"POST /cluster/faults HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                         b"application/json\r\nContent-Length: 2\r\n\r\n{}")
+            assert not _answer(sock).startswith(b"HTTP/1.1 408")
+        sock.sendall(b"POST /cluster/faults HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+                     b"\r\nContent-Length: 100\r\n\r\n{\"mess")
+        assert _recv_all(sock).startswith(b"HTTP/1.1 408")
+
+
 def test_idle_connection_is_closed(tight):
     with socket.create_connection(("127.0.0.1", tight.master.http_port)) as sock:
         assert _recv_all(sock) == b""        # closed by the node, without an answer
