@@ -115,8 +115,8 @@ def add_client_security(p: Parser) -> None:
     p.flag("--body-timeout", type=float, default=30.0,
            help="seconds a client has to send a request's whole body; over: 408")
     p.flag("--idle-timeout", type=float, default=60.0,
-           help="seconds a kept-alive connection may wait for its next request (and any one "
-                "socket read or write may take)")
+           help="seconds a kept-alive connection may wait for its next request (the writes "
+                "of an answer have no deadline)")
 
 
 def add_tls(p: Parser) -> None:

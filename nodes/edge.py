@@ -36,8 +36,8 @@ _TIMEOUT_408 = (b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-T
 class Timeouts:
     header: float = 10.0     # request line + headers, and the TLS handshake (0: none)
     body: float = 30.0       # the whole body (enforced by nodes.auth.Guard; 0: none)
-    idle: float = 60.0       # between requests on a kept-alive connection; any one read/write
-                             # (0: none)
+    idle: float = 60.0       # between requests on a kept-alive connection (0: none); writes
+                             # of an answer have no deadline (docs/security.md, known limits)
 
 
 COALESCE = 65_536   # bodies up to this size go out in the same send as the headers
