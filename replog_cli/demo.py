@@ -669,7 +669,13 @@ def demo(scenario: str, pace: float, master: str | None, secondaries: tuple[str,
     kept = None
     try:
         d = Demo(narrator, ctl, delay)
-        for name in (SCENARIOS if scenario == "all" else (scenario,)):
+        names = SCENARIOS if scenario == "all" else (scenario,)
+        if scenario == "all" and not ctl.own:
+            # a running cluster is fixed-master or failover for good: `all` runs what it can
+            names = tuple(n for n in names if n != "failover")
+            console.print("[dim]`all` on a running cluster leaves out failover, which starts "
+                          "a cluster of its own: `replog demo failover`[/dim]")
+        for name in names:
             narrator.run(name, getattr(d, name))
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/yellow]")
