@@ -115,8 +115,11 @@ def add_client_security(p: Parser) -> None:
     p.flag("--body-timeout", type=float, default=30.0,
            help="seconds a client has to send a request's whole body; over: 408")
     p.flag("--idle-timeout", type=float, default=60.0,
-           help="seconds a kept-alive connection may wait for its next request (the writes "
-                "of an answer have no deadline)")
+           help="seconds a kept-alive connection may wait for its next request")
+    p.flag("--write-timeout", type=float, default=60.0,
+           help="seconds a client has to take each send of an answer (a response, an event "
+                "of a stream) once the node's socket buffer is full; over: the connection "
+                "is dropped; 0: no limit")
 
 
 def add_tls(p: Parser) -> None:

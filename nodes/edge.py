@@ -11,8 +11,10 @@ nothing, or sends its headers one byte every few seconds, holds that greenlet (a
 - header: from that first byte, the request line and headers must arrive within `header`
   seconds (else 408 and the connection is closed);
 - body: nodes.auth.Guard reads a request's body within `body` seconds (else 408);
-- every single socket read or write waits at most `idle` seconds (a client that stops
-  reading a response is dropped).
+- write: every send of an answer (a whole response, or one event of a stream) must be
+  taken by the client within `write` seconds, else the connection is dropped: a client that
+  stops reading a large response or a stream gives back its greenlet (and its --max-held
+  slot).
 """
 from __future__ import annotations
 
@@ -36,8 +38,8 @@ _TIMEOUT_408 = (b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-T
 class Timeouts:
     header: float = 10.0     # request line + headers, and the TLS handshake (0: none)
     body: float = 30.0       # the whole body (enforced by nodes.auth.Guard; 0: none)
-    idle: float = 60.0       # between requests on a kept-alive connection (0: none); writes
-                             # of an answer have no deadline (docs/security.md, known limits)
+    idle: float = 60.0       # between requests on a kept-alive connection (0: none)
+    write: float = 60.0      # one send of an answer, until the client has taken it (0: none)
 
 
 COALESCE = 65_536   # bodies up to this size go out in the same send as the headers
@@ -140,12 +142,13 @@ class Handler(pywsgi.WSGIHandler):
     _idle: Deadline | None = None
     _header: Deadline | None = None
     _body: Deadline | None = None
+    _send: Deadline | None = None
 
     def handle(self):
         try:
             return super().handle()
         finally:
-            for timer in (self._idle, self._header, self._body):
+            for timer in (self._idle, self._header, self._body, self._send):
                 if timer is not None:
                     timer.close()
 
@@ -159,6 +162,8 @@ class Handler(pywsgi.WSGIHandler):
             # socket.error: a quiet close
             idle = self._idle = Deadline(t.idle or None, socket.timeout("idle"))
             self._header = Deadline(t.header or None, _SlowHeaders())
+            # socket.timeout is an OSError: gevent ends the connection as for a lost client
+            self._send = Deadline(t.write or None, socket.timeout("client not reading"))
         # wait for the first byte as long as an idle connection may; then the clock runs
         with idle:
             if not self.rfile.peek(1):
@@ -258,6 +263,17 @@ class Handler(pywsgi.WSGIHandler):
             return
         self._sendall(towrite)
         self._write(data)
+
+    def _sendall(self, data):
+        """gevent's send, within the write deadline: the socket has no timeout (see
+        nodes/web.py's _Server.handle), so without it a client that stops reading holds
+        this greenlet until it reads or closes."""
+        send = self._send
+        if send is None:                          # (an answer before any request line)
+            return super()._sendall(data)
+        with send:
+            super()._sendall(data)
+        return None
 
     def get_environ(self):
         env = super().get_environ()

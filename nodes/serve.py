@@ -177,7 +177,7 @@ def client_plane(args: Any, app: Any) -> tuple[Any, Any, edge.Timeouts]:
                          max_held=args.max_held, body_timeout=args.body_timeout,
                          max_body=args.max_body)
     timeouts = edge.Timeouts(header=args.header_timeout, body=args.body_timeout,
-                             idle=args.idle_timeout)
+                             idle=args.idle_timeout, write=args.write_timeout)
     return auth.Guard(app, store, limits), context, timeouts
 
 

@@ -225,6 +225,46 @@ def test_idle_connection_is_closed(tight):
         assert _recv_all(sock) == b""        # closed by the node, without an answer
 
 
+@pytest.fixture(scope="module")
+def stalled(tmp_path_factory):
+    """A master whose clients have 1 s to take each send of an answer, one held request each."""
+    c = LocalCluster(tmp_path_factory.mktemp("stalled") / "logs")
+    c.start_nameserver()
+    try:
+        c.start_master([], write_timeout=1, max_held=1, fsync="never")
+        yield c
+    except BaseException:
+        _show_logs(c)
+        raise
+    finally:
+        c.close()
+
+
+def _stream_status(url: str) -> int:
+    with requests.get(url + "/messages/stream?from=1", stream=True, timeout=10) as r:
+        return r.status_code
+
+
+def test_a_client_that_stops_reading_a_stream_is_dropped_and_its_slot_comes_back(stalled):
+    """A stream whose client never reads: once the node's socket buffers are full, its next
+    send waits at most --write-timeout, then the connection goes, and with it the client's
+    --max-held slot (before the write deadline, the greenlet and the slot were held for ever)."""
+    url = stalled.master.url
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)   # fills at once
+        sock.connect(("127.0.0.1", stalled.master.http_port))
+        sock.sendall(b"GET /messages/stream?from=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+        wait_until(lambda: _stream_status(url) == 429, timeout=10,
+                   what="the stalled stream holds the address's only slot")
+        big = "x" * 500_000
+        with requests.Session() as s:
+            for i in range(32):      # 16 MB: far more than loopback's socket buffers hold
+                r = s.post(url + "/messages", json={"message": big, "w": 1}, timeout=30)
+                assert r.status_code == 201, r.text
+        wait_until(lambda: _stream_status(url) == 200, timeout=30,
+                   what="the stalled stream dropped after --write-timeout, its slot back")
+
+
 def test_launcher_probe_and_cli_over_https(sec):
     """The launcher's own HTTP helper talks HTTPS with the CA and its token."""
     from nodes.launcher import http_json
