@@ -63,11 +63,27 @@ class Parser(argparse.ArgumentParser):
         return converted
 
     def switch(self, flag: str, help: str = "") -> None:
-        """An on/off flag; REPLOG_<FLAG>=1 (or true, yes, on) turns it on."""
+        """An on/off flag with its negation (--failover, --no-failover); REPLOG_<FLAG> gives
+        the default: 1, true, yes or on; 0, false, no, off or empty. Anything else is the
+        same clean error as a bad value of any other flag."""
         env = env_name(flag)
-        default = os.environ.get(env, "").strip().lower() in ("1", "true", "yes", "on")
-        self.add_argument(flag, action="store_true", default=default, help=f"{help} [env {env}]")
+        default: Any = False
+        if os.environ.get(env, "").strip():
+            default = _FromEnv(env, os.environ[env])
+        self.add_argument(flag, action=argparse.BooleanOptionalAction, type=on_off,
+                          default=default, help=f"{help} [env {env}]")
 
+
+_ON, _OFF = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
+
+
+def on_off(text: str) -> bool:
+    """A switch's value from the environment: True, False, or ArgumentTypeError."""
+    word = text.strip().lower()
+    if word in _ON or word in _OFF:
+        return word in _ON
+    raise argparse.ArgumentTypeError(f"{text!r} is not on or off (1, true, yes, on; 0, false, "
+                                     "no, off)")
 
 def add_common(p: Parser) -> None:
     p.flag("--host", default="127.0.0.1", help="address to bind Pyro5 and HTTP to")

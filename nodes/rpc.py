@@ -20,6 +20,7 @@ import Pyro5.errors
 from loguru import logger
 
 from . import tls
+from .config import on_off
 from .names import MASTER_NAME, SECONDARY_PREFIX  # noqa: F401 (the nodes use rpc.*)
 
 # Between nodes: marshal is the fastest serializer Pyro5 has for lists of strings.
@@ -62,7 +63,7 @@ def configure_client(tls_dir: str | Path = "", failover: bool | None = None) -> 
     (default: REPLOG_FAILOVER=1 in the environment): the cluster elects its master, so
     replog.master may show any node's certificate."""
     if failover is None:
-        failover = os.environ.get("REPLOG_FAILOVER", "").lower() in ("1", "true", "yes")
+        failover = on_off(os.environ.get("REPLOG_FAILOVER", ""))
     tls.FAILOVER = failover
     return configure(tls_dir=tls_dir, role="client")
 

@@ -86,9 +86,8 @@ class LocalCluster:
     def start_nameserver(self, port: int | None = None, failover: bool = False) -> Proc:
         """failover: the nodes elect their master (with TLS any node may hold replog.master)."""
         self.ns_port = port or free_port()
-        options: dict[str, Any] = {"port": self.ns_port, "log_level": self.log_level}
-        if failover:
-            options["failover"] = True
+        options: dict[str, Any] = {"port": self.ns_port, "log_level": self.log_level,
+                                   "failover": failover}
         proc = self._spawn("nameserver", "nameserver", options, None)
         wait_until(lambda: self._accepts(self.ns_port), 15, what="the name server")
         return proc

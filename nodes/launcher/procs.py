@@ -65,10 +65,11 @@ def http_json(method: str, url: str, body: Any = None, timeout: float = 10.0,
 def _flags(options: dict[str, Any]) -> list[str]:
     argv: list[str] = []
     for key, value in options.items():
-        if value is None or value is False:
+        if value is None:
             continue
-        if value is True:
-            argv.append("--" + key.replace("_", "-"))
+        if isinstance(value, bool):      # a switch: --failover / --no-failover (explicit, so
+            # that a REPLOG_* variable in the launcher's environment cannot turn it back on)
+            argv.append(("--" if value else "--no-") + key.replace("_", "-"))
             continue
         if isinstance(value, (list, tuple)):
             value = ",".join(value)

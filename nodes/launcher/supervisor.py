@@ -100,7 +100,8 @@ class Launcher:
         c = self.cluster
         self._watch(c.start_nameserver(a.ns_port, failover=self.failover), a.ns_port)
         # with --failover every node may become master: all of them vote, named as without it
-        failover = dict(failover=True, cluster=["master"] + self.names) if self.failover else {}
+        failover = (dict(failover=True, cluster=["master"] + self.names) if self.failover
+                    else dict(failover=False))
         for i, name in enumerate(self.names, start=1):
             flags = dict(delay=a.delay if i == len(self.names) else 0,
                          data_dir=str(self.root / name), **failover)

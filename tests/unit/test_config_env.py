@@ -103,3 +103,33 @@ def test_a_flag_can_name_its_own_variable(monkeypatch, capsys):
         "error: argument --count (from REPLOG_NODE_COUNT): invalid int value: 'three'")
     monkeypatch.setenv("REPLOG_NODE_COUNT", "3")
     assert make().parse_args([]).count == 3
+
+
+def switches():
+    """(entry point, flag, env variable) for every on/off switch of every entry point."""
+    return [pytest.param(entry, a.option_strings[0], env_name(a.option_strings[0]),
+                         id=f"{entry}{a.option_strings[0]}")
+            for entry, make in ENTRY_POINTS.items() for a in make()._actions
+            if len(a.option_strings) == 2 and a.option_strings[1].startswith("--no-")]
+
+
+def test_every_switch_has_its_negation():
+    assert {p.values[1] for p in switches()} >= {"--failover", "--allow-faults", "--new-log"}
+
+
+@pytest.mark.parametrize("entry,flag,env", switches())
+def test_a_switch_reads_on_and_off_words_and_its_negation_wins(monkeypatch, capsys, entry,
+                                                              flag, env):
+    dest = flag[2:].replace("-", "_")
+    make = ENTRY_POINTS[entry]
+    assert getattr(make().parse_args([]), dest) is False
+    for word, value in (("1", True), ("on", True), ("TRUE", True), ("0", False), ("off", False),
+                        ("", False)):
+        monkeypatch.setenv(env, word)
+        assert getattr(make().parse_args([]), dest) is value, word
+    monkeypatch.setenv(env, "yes")     # e.g. REPLOG_FAILOVER=1 in compose, --no-failover given
+    assert getattr(make().parse_args(["--no" + flag[1:]]), dest) is False
+    monkeypatch.setenv(env, "alwayz")
+    assert fails_cleanly(capsys, make).endswith(
+        f"error: argument {flag}/--no{flag[1:]} (from {env}): 'alwayz' is not on or off "
+        "(1, true, yes, on; 0, false, no, off)")
