@@ -17,6 +17,8 @@ FailoverCluster). Per round (--ns-rounds, 10, quick 2, per cluster), the cluster
    seconds from its first answer (and from its start) until it holds replog.master and
    replog.secondary.NAME of every live node, each with that node's address (--failover:
    also until replog.node.NAME). Target: at most 2 s in every round, from its first answer.
+   It is started after a random pause (0-1 s), so that the rounds meet the nodes' periodic
+   checks at every phase.
    Then the killed master is started again (it rejoins as a secondary) before the next round.
 """
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import random
 import shutil
 import statistics
 import tempfile
@@ -40,6 +43,9 @@ POLL_S = 0.02              # the name server's list is polled this often
 DEADLINE_S = 30.0          # an election or re-registration not over by then is recorded as None
 WRITE_TIMEOUT_S = 5.0      # one w=3 write (fsync always, on a shared disk)
 TARGET_S = 2.0
+JITTER_S = 1.0             # the name server comes back after a random pause of up to this: the
+                           # nodes check it every 0.5 or 1 s, and rounds of a steady length
+                           # would catch their checks at about the same phase every time
 MASTER, SECONDARY, NODE = "replog.master", "replog.secondary.", "replog.node."
 
 
@@ -189,6 +195,8 @@ def one_round(c: FailoverCluster, lister: Lister, s: dict, mode: str, i: int) ->
                            "write_s": None if t_wr is None else round(t_wr - t0, 4)}
         m = new
     roles, nodes = wanted(before, failover, m, alive) if m else ({}, {})
+    rec["pause_s"] = round(random.uniform(0, JITTER_S), 3)
+    time.sleep(rec["pause_s"])
     ns.stop()                                   # reaped already; closes its log
     t_start = time.perf_counter()
     ns.start()                                  # same port, nothing registered
