@@ -51,6 +51,7 @@ PARTS = (
     Part("follow", "bench.follow", default=False),      # long-polls, streams, HTTP batches
     Part("security", "bench.security", default=False),  # HTTPS + tokens, hostile clients
     Part("failover", "bench.failover", default=False),  # kill -9/SIGSTOP of the master, cost
+    Part("nameserver", "bench.nsdown", default=False),  # the name server down, back empty
 )
 
 # diagnostics last: it is never a default, and --help lists the parts in this order

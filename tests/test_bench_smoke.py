@@ -284,3 +284,71 @@ def test_failover_part_end_to_end(tmp_path):
     assert fo["steady"]["on"]["errors"] == 0 and fo["steady"]["off"]["errors"] == 0
     assert fo["steady"]["throughput_ratio"] > 0
     assert "kill -9 of the master -> first 201" in proc.stdout
+
+
+def test_nameserver_part_settings_summary_and_render_without_a_cluster():
+    """bench/nsdown.py: its sizes (quick and full), its summary of made-up rounds and its text."""
+    import argparse
+
+    from bench import nsdown, parts
+
+    assert "nameserver" in parts.ALL_PARTS and "nameserver" not in parts.DEFAULT_PARTS
+    p = argparse.ArgumentParser()
+    p.add_argument("--quick", action="store_true")
+    nsdown.add_args(p)
+    full, quick = nsdown.settings(p.parse_args([])), nsdown.settings(p.parse_args(["--quick"]))
+    assert (full["rounds"], full["write_s"], full["modes"]) == (10, 1.0, ["fixed", "failover"])
+    assert (quick["rounds"], quick["write_s"]) == (2, 0.5)
+    with pytest.raises(SystemExit, match="unknown --ns-modes"):
+        nsdown.settings(p.parse_args(["--ns-modes", "fixed,nope"]))
+    at = {"master": "h:1", "s1": "h:2", "s2": "h:3"}
+    listed = {f"replog.node.{x}": f"PYRO:replog.node.{x}@{a}" for x, a in at.items()}
+    listed.update({f"replog.secondary.{x}": f"PYRO:replog.secondary.{x}@{at[x]}" for x in ("s1", "s2")})
+    listed["replog.master"] = "PYRO:replog.master@h:1"
+    roles, nodes = nsdown.wanted(listed, True, "s1", ["s1", "s2"])      # master killed, s1 elected
+    assert roles == {"replog.master": "PYRO:replog.master@h:2",
+                     "replog.secondary.s2": "PYRO:replog.secondary.s2@h:3"}
+    assert set(nodes) == {"replog.node.s1", "replog.node.s2"}
+    assert nsdown.wanted(listed, False, "master", ["master", "s1", "s2"])[0] == {
+        k: v for k, v in listed.items() if not k.startswith("replog.node.")}
+
+    def rnd(reg, election=None):
+        r = {"registered_s": reg, "registered_from_start_s": reg + 0.5, "ns_answers_s": 0.5,
+             "nodes_registered_s": None if election is None else reg + 0.3,
+             "up": {"per_s": 80.0, "failed": {}}, "down": {"per_s": 70.0, "accepted": 35,
+                                                           "failed": {}},
+             "healthy_while_down": True, "wrong": []}
+        return {**r, "election": election} if election else r
+    el = {"elected_s": 0.8, "write_s": 1.0}
+    section = {"params": quick, "target_s": nsdown.TARGET_S,
+               "fixed": {"trials": [rnd(0.7), rnd(0.9)]},
+               "failover": {"trials": [rnd(0.3, el), rnd(2.5, el)]}}
+    for mode in ("fixed", "failover"):
+        section[mode].update(nsdown.summary(section[mode]["trials"], 2))
+    assert section["fixed"]["met"] is True and section["failover"]["met"] is False
+    assert section["fixed"]["registered"]["median"] == 0.8 and section["fixed"]["writes_down"] == 70
+    assert section["failover"]["elected"]["n"] == 2
+    text = nsdown.render(section)
+    assert "name server down: kill -9" in text and "[   met] fixed" in text
+    assert "[MISSED] failover" in text and "a w=2 write after 1.000 s" in text
+
+
+@pytest.mark.slow
+def test_nameserver_part_end_to_end(tmp_path):
+    """python -m bench --only nameserver, as small as it goes: 1 round per cluster."""
+    pytest.importorskip("psutil")
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--only", "nameserver", "--quick", "--ns-rounds", "1",
+         "--no-chart", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    ns = json.loads(out.read_text())["nameserver"]
+    for mode in ("fixed", "failover"):
+        r = ns[mode]
+        assert r["completed"] == 1 and r["registered"]["max"] > 0, r
+        assert r["writes_down"] > 0 and r["writes_down_failed"] == 0, r   # writes go on
+        assert r["wrong"] == 0, r["trials"]
+    assert ns["failover"]["write"]["n"] == 1, ns["failover"]["trials"]    # elections go on
+    assert ns["failover"]["nodes_registered"]["n"] == 1
+    assert "every live node registered again" in proc.stdout
