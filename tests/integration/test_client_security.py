@@ -139,19 +139,25 @@ def test_no_token_in_any_log_line(sec):
 
 # -- bounds: a master of its own with small limits and deadlines, plain HTTP, no tokens --
 
-@pytest.fixture(scope="module")
-def tight(tmp_path_factory):
-    c = LocalCluster(tmp_path_factory.mktemp("tight") / "logs")
+def lone_master(tmp_path_factory, name, **flags):
+    """A name server and a master of its own, no secondary, with `flags` (a generator for a
+    module fixture: its logs are shown when starting it fails)."""
+    c = LocalCluster(tmp_path_factory.mktemp(name) / "logs")
     c.start_nameserver()
     try:
-        c.start_master([], append_rate=0.01, append_burst=3, header_timeout=0.5,
-                       body_timeout=0.5, idle_timeout=2, max_held=2)
+        c.start_master([], **flags)
         yield c
     except BaseException:
         _show_logs(c)
         raise
     finally:
         c.close()
+
+
+@pytest.fixture(scope="module")
+def tight(tmp_path_factory):
+    yield from lone_master(tmp_path_factory, "tight", append_rate=0.01, append_burst=3,
+                           header_timeout=0.5, body_timeout=0.5, idle_timeout=2, max_held=2)
 
 
 def test_append_rate_limit_answers_429_with_retry_after(tight):
@@ -228,16 +234,8 @@ def test_idle_connection_is_closed(tight):
 @pytest.fixture(scope="module")
 def stalled(tmp_path_factory):
     """A master whose clients have 1 s to take each send of an answer, one held request each."""
-    c = LocalCluster(tmp_path_factory.mktemp("stalled") / "logs")
-    c.start_nameserver()
-    try:
-        c.start_master([], write_timeout=1, max_held=1, fsync="never")
-        yield c
-    except BaseException:
-        _show_logs(c)
-        raise
-    finally:
-        c.close()
+    yield from lone_master(tmp_path_factory, "stalled", write_timeout=1, max_held=1,
+                           fsync="never")
 
 
 def _stream_status(url: str) -> int:
