@@ -230,17 +230,25 @@ def test_a_registered_part_is_one_line(tmp_path, monkeypatch, capsys):
     assert "fake part: 7" in capsys.readouterr().out
 
 
-def test_failover_part_settings_and_render_without_a_cluster():
-    """bench/failover.py: its sizes (quick and full) and its text from a made-up section."""
+def opt_in_part(name, module):
+    """An opt-in part's parser and its settings, full and --quick (checking that it is a
+    part, and not a default one)."""
     import argparse
 
-    from bench import failover, parts
+    from bench import parts
 
-    assert "failover" in parts.ALL_PARTS and "failover" not in parts.DEFAULT_PARTS
+    assert name in parts.ALL_PARTS and name not in parts.DEFAULT_PARTS
     p = argparse.ArgumentParser()
     p.add_argument("--quick", action="store_true")
-    failover.add_args(p)
-    full, quick = failover.settings(p.parse_args([])), failover.settings(p.parse_args(["--quick"]))
+    module.add_args(p)
+    return p, module.settings(p.parse_args([])), module.settings(p.parse_args(["--quick"]))
+
+
+def test_failover_part_settings_and_render_without_a_cluster():
+    """bench/failover.py: its sizes (quick and full) and its text from a made-up section."""
+    from bench import failover
+
+    p, full, quick = opt_in_part("failover", failover)
     assert (full["kills"], full["pauses"], full["rounds"]) == (20, 5, 3)
     assert (quick["kills"], quick["pauses"], quick["rounds"]) == (5, 2, 1)
     with pytest.raises(SystemExit, match="unknown failover cases"):
@@ -288,15 +296,9 @@ def test_failover_part_end_to_end(tmp_path):
 
 def test_nameserver_part_settings_summary_and_render_without_a_cluster():
     """bench/nsdown.py: its sizes (quick and full), its summary of made-up rounds and its text."""
-    import argparse
+    from bench import nsdown
 
-    from bench import nsdown, parts
-
-    assert "nameserver" in parts.ALL_PARTS and "nameserver" not in parts.DEFAULT_PARTS
-    p = argparse.ArgumentParser()
-    p.add_argument("--quick", action="store_true")
-    nsdown.add_args(p)
-    full, quick = nsdown.settings(p.parse_args([])), nsdown.settings(p.parse_args(["--quick"]))
+    p, full, quick = opt_in_part("nameserver", nsdown)
     assert (full["rounds"], full["write_s"], full["modes"]) == (10, 1.0, ["fixed", "failover"])
     assert (quick["rounds"], quick["write_s"]) == (2, 0.5)
     with pytest.raises(SystemExit, match="unknown --ns-modes"):
