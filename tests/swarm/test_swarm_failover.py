@@ -6,11 +6,13 @@ its advertised URL -> a write to a secondary's port answers 307 to that URL -> w
 w=3, `docker kill` of the master's container, a client retrying through every published port
 (following 307s with its token, as `curl --location-trusted` does) is answered by a new
 master, which holds every acknowledged write; Swarm restarts the killed task and it rejoins
-as a secondary of the new master, holding everything -> the stack and its volumes removed.
+as a secondary of the new master, holding everything -> the Python client, given only the
+secondaries' ports, appends through the master -> the stack and its volumes removed.
 """
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -169,6 +171,21 @@ def test_a_killed_master_is_replaced_and_rejoins_as_a_secondary(stack: FailoverS
         wait_until(lambda: shown(s, node, acked), 10, interval=0.1,
                    what=f"{node} to show every acknowledged write")
     assert s.messages(new) == list(acked)            # nothing else, nothing twice
+
+
+def test_the_python_client_finds_the_master_through_a_secondarys_port(
+        stack: FailoverStack) -> None:
+    """replog_client follows the 307 itself and sends its token to the master (docs/deploy.md
+    tells Python users so): given only the secondaries' ports, it appends with w=3."""
+    from replog_client import Client
+    m = stack.master()
+    assert m
+    token = (Path(stack.tokens) / "admin.token").read_text().strip()
+    urls = [stack.url(n, "") for n in VOTERS if n != m["node"]]
+    with Client(urls, token=token, ca=str(Path(stack.certs) / "ca.crt"), timeout=10) as c:
+        answer = c.append("by the python client", w=3)
+    assert answer.acks == 3, answer
+    assert stack.messages(m["node"])[answer.seq - 1] == "by the python client"
 
 
 def test_stack_is_removed_cleanly(stack: FailoverStack) -> None:
