@@ -1020,3 +1020,154 @@ def test_k8s_failover_shares_the_name_server_and_policy_of_deploy_k8s() -> None:
     assert pod(fo) == pod(fixed)
     policy = lambda docs: [strip(d) for d in docs if d["kind"] == "NetworkPolicy"]  # noqa: E731
     assert policy(K8S_FO_DOCS) == policy(K8S_DOCS)
+
+
+# --- docs/deploy.md's k8s-failover block, with kubectl and curl standing in ---------------------
+
+STANDIN = """#!/usr/bin/env python3
+import json, os, sys
+with open(os.environ["STANDIN_LOG"], "a") as f:
+    f.write(json.dumps([os.path.basename(sys.argv[0]), *sys.argv[1:]]) + "\\n")
+"""
+
+
+def secrets_read(docs: list[dict]) -> tuple[dict[str, set[str]], set[tuple[str, str]]]:
+    """{Secret: the keys the workloads read of it}, {(ConfigMap, key)} they read."""
+    secrets: dict[str, set[str]] = {}
+    configs = set()
+    for doc in docs:
+        if doc["kind"] not in ("Deployment", "StatefulSet"):
+            continue
+        pod = doc["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        replicas = doc["spec"]["replicas"] if doc["kind"] == "StatefulSet" else 1
+        values = {v for i in range(replicas) for v in k8s_pod_env(doc, i).values() if v}
+        mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+        for vol in pod["volumes"]:
+            if "secret" in vol:      # the whole Secret: the files the node's settings name
+                where = mounts[vol["name"]]
+                keys = {v[len(where) + 1:] for v in values if v.startswith(where + "/")}
+                if where in values:  # a TLS folder
+                    keys |= set(TLS_FILES)
+                secrets.setdefault(vol["secret"]["secretName"], set()).update(keys)
+            for source in vol.get("projected", {}).get("sources", []):
+                secret = source["secret"]
+                secrets.setdefault(secret["name"], set()).update(i["key"] for i in secret["items"])
+        for item in container["env"]:
+            ref = item.get("valueFrom", {}).get("configMapKeyRef")
+            if ref:
+                configs.add((ref["name"], ref["key"]))
+    return secrets, configs
+
+
+def test_k8s_failover_block_with_kubectl_and_curl_standing_in(tmp_path: Path) -> None:
+    """docs/deploy.md's k8s-failover block, as written, in an empty folder (deploy/ linked into
+    it), with `kubectl` and `curl` standing in: no cluster can run here. The certificates and
+    tokens are made for real; each kubectl and curl call is recorded and checked against
+    deploy/k8s-failover: the namespace, the Secrets and the ConfigMap it reads (with the keys
+    it reads), the directory applied, a pod that exists; the certificates name every pod and
+    the public host; every NodePort is asked at that host with the CA and a token of the
+    token file, and a write follows its 307 with the token (--location-trusted)."""
+    import json
+    import os
+    import urllib.parse
+
+    from cryptography import x509
+
+    from nodes import tokens
+    from tests import docblocks
+    from tests.docblocks import Shell, sh_commands
+
+    bin_dir, work = tmp_path / "bin", tmp_path / "work"
+    bin_dir.mkdir()
+    work.mkdir()
+    for tool in ("kubectl", "curl"):
+        (bin_dir / tool).write_text(STANDIN)
+        (bin_dir / tool).chmod(0o755)
+    (work / "deploy").symlink_to(ROOT / "deploy")
+    log = tmp_path / "calls.jsonl"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
+    env.update(PATH=f"{bin_dir}:{os.environ['PATH']}", STANDIN_LOG=str(log))
+    shell = Shell(work, env)
+    try:
+        for command in sh_commands(docblocks.block("k8s-failover")):
+            shell.check(command, timeout=120)
+        host = shell.check("echo $H").strip()
+    finally:
+        shell.close()
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+
+    namespace = NAMESPACES[K8S_FAILOVER]
+    made: dict[str, set[str]] = {}
+    configs: dict[tuple[str, str], str] = {}
+    applied, deleted, done = [], [], []
+    for tool, *args in calls:
+        if tool != "kubectl":
+            continue
+        ns = None
+        if args[:1] == ["-n"]:
+            ns, args = args[1], args[2:]
+        done.append(args[:2])
+        if args[:2] == ["create", "namespace"]:
+            assert args[2:] == [namespace], args
+            continue
+        assert ns == namespace or (ns is None and args[:2] == ["apply", "-k"]), \
+            f"kubectl {args} in namespace {ns}, not {namespace}"     # (-k: the kustomization's)
+        if args[:3] == ["create", "secret", "generic"]:
+            keys = set()
+            for arg in args[4:]:
+                assert arg.startswith("--from-file="), arg
+                key, _, path = arg[len("--from-file="):].rpartition("=")
+                found = work / path
+                if found.is_dir():
+                    keys |= {f.name for f in found.iterdir() if f.is_file()}
+                else:
+                    assert found.is_file(), f"{arg}: no such file"
+                    keys.add(key or found.name)
+            made[args[3]] = keys
+        elif args[:2] == ["create", "configmap"]:
+            for arg in args[3:]:
+                assert arg.startswith("--from-literal="), arg
+                key, value = arg[len("--from-literal="):].split("=", 1)
+                configs[(args[2], key)] = value
+        elif args[:2] == ["apply", "-k"]:
+            applied.append((work / args[2]).resolve())
+        elif args[:2] == ["delete", "pod"]:
+            deleted.append(args[2])
+        else:
+            assert args[:2] == ["get", "pods"], f"kubectl {args}: not checked here"
+    assert done.index(["apply", "-k"]) > max(i for i, d in enumerate(done) if d[0] == "create"), \
+        "the Secrets and the ConfigMap come before the apply"
+    assert applied == [K8S_FAILOVER.resolve()]
+    read, config_keys = secrets_read(K8S_FO_DOCS)
+    assert set(made) == set(read), (sorted(made), sorted(read))
+    for name, keys in read.items():
+        assert keys <= made[name], f"Secret {name} lacks {keys - made[name]}"
+    assert config_keys <= set(configs), (config_keys, configs)
+    assert configs[("replog-public", "host")] == host
+    assert deleted and set(deleted) <= set(started_voters("k8s-failover")), deleted
+
+    for name in started_voters("k8s-failover"):     # HTTPS at the public host checks out
+        cert = x509.load_pem_x509_certificate((work / "certs" / name / "node.crt").read_bytes())
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        assert host in sans.get_values_for_type(x509.DNSName), name
+
+    node_ports = {p["nodePort"] for svc in k8s_services(K8S_FO_DOCS).values()
+                  if svc["spec"].get("type") == "NodePort" for p in svc["spec"]["ports"]}
+    stored = {t.digest: t.roles for t in tokens.read_file(work / "tokens.json")}
+    asked = set()
+    for tool, *args in calls:
+        if tool != "curl":
+            continue
+        (url,) = [a for a in args if a.startswith("https://")]
+        parts = urllib.parse.urlsplit(url)
+        assert parts.hostname == host and parts.port in node_ports, url
+        asked.add(parts.port)
+        assert (work / args[args.index("--cacert") + 1]).resolve() == \
+            (work / "certs" / "ca.crt").resolve(), args
+        (auth,) = [a for a in args if a.startswith("Authorization: Bearer ")]
+        roles = stored.get(tokens.digest(auth.split()[-1]))
+        assert roles and "read" in roles, "a token of the token file"
+        if "-d" in args:
+            assert "append" in roles and "--location-trusted" in args, args
+    assert asked == node_ports
