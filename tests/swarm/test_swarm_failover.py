@@ -132,32 +132,42 @@ def test_a_killed_master_is_replaced_and_rejoins_as_a_secondary(stack: FailoverS
     took = time.monotonic() - t0
     r, asked = answer
     new = s.node_at(asked[-1])
-    print(f"\n{old['node']} killed; {new} acknowledged a write {took:.1f} s later "
-          f"({len(tries)} tries, the last through {asked})")
     assert new != old["node"]
     acked["after-kill"] = r.json()["seq"]
     view = s.failover(new)
     assert view["role"] == "master" and view["epoch"] > old["epoch"], view
+    print(f"\n{old['node']} killed; {new} (epoch {view['epoch']}) acknowledged a write "
+          f"{took:.1f} s later ({len(tries)} tries, the last through {asked})")
     # every write acknowledged with w=3 (and the one after the kill) is on the new master
     got = s.messages(new)
     assert {m: got[seq - 1] if seq <= len(got) else None for m, seq in acked.items()} == \
         {m: m for m in acked}, got
 
     # Swarm starts a new task for the killed node: a new process on the same volume, which
-    # rejoins as a secondary of the new master, in its epoch, and is sent what it missed.
+    # rejoins as a secondary of the master, in its epoch, and is sent what it missed. (The
+    # master is `new`, unless the restarted node stood for election more than once before
+    # `new` reached it and so deposed it: no pre-vote, docs/failover.md. It cannot win
+    # itself: it lacks "after-kill", which the two others hold.)
     def rejoined() -> dict | None:
         (c,) = s.containers(old["node"]) or [None]
         if c is None or c["Id"] == box["Id"]:
             return None               # (the killed process cannot answer: a new one does)
-        m = s.master()
-        return m if m and m["node"] == new else None
+        return s.master()             # every voter, the restarted one too, names it
     m = wait_until(rejoined, RESTARTED, interval=0.3,
-                   what=f"a new {old['node']} task, a secondary of {new}")
-    print(f"{old['node']} back as a secondary {time.monotonic() - t0:.1f} s after the kill")
+                   what=f"a new {old['node']} task that names the master as the others do")
+    print(f"{old['node']} back as a secondary of {m['node']} (epoch {m['epoch']}) "
+          f"{time.monotonic() - t0:.1f} s after the kill")
     back = m["views"][old["node"]]
     assert back["role"] == "secondary" and back["epoch"] == m["epoch"], back
-    wait_until(lambda: shown(s, old["node"], acked), 30,
-               what=f"{old['node']} to hold every acknowledged write")
+    assert m["node"] != old["node"], m
+    if m["epoch"] == view["epoch"]:
+        wait_until(lambda: shown(s, old["node"], acked), 30,
+                   what=f"{old['node']} to show every acknowledged write")
+    else:   # a master shows older epochs' entries once a write of its own is committed
+        print(f"NOTE: one more election after the restart (epoch {view['epoch']} -> "
+              f"{m['epoch']}, {new} -> {m['node']}): the restarted {old['node']} stood "
+              "again before the master reached it (no pre-vote)")
+        new = m["node"]
 
     # the cluster is whole again: w=3 through the restarted node's own port
     with s.session() as http:
