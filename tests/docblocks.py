@@ -92,6 +92,10 @@ REGISTRY = {
     "swarm-reach": "tests/swarm/test_swarm_docblocks.py::test_deploy_one_host_block",
     "swarm-tokens-swap": "tests/swarm/test_swarm_docblocks.py::test_deploy_one_host_block",
     "swarm-pin-master": "tests/swarm/test_swarm_docblocks.py::test_deploy_one_host_block",
+    "swarm-failover": "tests/swarm/test_swarm_docblocks.py::test_deploy_failover_block",
+    # kubectl and curl stand in (no Kubernetes cluster here): every call checked against the
+    # manifests; the certificates and tokens are made for real
+    "k8s-failover": "tests/test_deploy_config.py::test_k8s_failover_block_with_kubectl_and_curl_standing_in",
     # docs/performance.md
     "bench-setup": "tests/integration/test_docblocks_local.py::test_bench_setup_line",
     # docs/durability.md

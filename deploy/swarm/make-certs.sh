@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Make the node-plane certificates deploy/swarm/stack.yml reads as Swarm secrets: one CA and
 # a certificate for nameserver, master and secondary1..secondaryN (N = 5 by default: the
-# stack as written mounts secondary1..5, its largest scale). Run once, on the manager you
+# stack as written mounts secondary1..5, its largest scale; stack-failover.yml uses nameserver,
+# master, secondary1 and secondary2 of the same folder). Run once, on the manager you
 # deploy from; `docker stack deploy` turns every file into a secret (docs/deploy.md).
 #
 #   deploy/swarm/make-certs.sh [--out DIR] [--secondaries N] [--image IMAGE]
@@ -30,7 +31,7 @@ while [ $# -gt 0 ]; do
         --secondaries) n="$2"; shift ;;
         --image) image="$2"; shift ;;
         --hosts) hosts="$2"; shift ;;
-        -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
     shift

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Make the access tokens deploy/swarm/stack.yml reads as Swarm secrets: a token file (SHA-256
+# Make the access tokens deploy/swarm/stack.yml (and stack-failover.yml) reads as Swarm secrets: a token file (SHA-256
 # digests only, what every node checks: REPLOG_TOKENS) and two tokens, each in a file of its
 # own (mode 0600), printed nowhere:
 #

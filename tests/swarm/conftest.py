@@ -1,9 +1,12 @@
 """Fixtures for the Swarm tests: a single-node swarm (created on 127.0.0.1 only when none is
 active, and left afterwards only then), the image built by scripts/docker-build.sh, and
-deploy/swarm/stack.yml deployed under a unique stack name on a free host port.
+deploy/swarm/stack.yml deployed under a unique stack name on a free host port (Stack), or
+deploy/swarm/stack-failover.yml with its three voters on three free host ports
+(FailoverStack).
 
 Every request goes to ports published on this host (127.0.0.1): the master's fixed one and
-each secondary's random one (`mode: host`), found with `docker inspect`.
+each secondary's random one (`mode: host`), found with `docker inspect`; with failover, each
+voter's fixed one.
 
 The node plane runs mutual TLS, as docs/deploy.md tells a user to: deploy/swarm/make-certs.sh
 makes the certificates (in the image) into a temporary folder, REPLOG_CERTS_DIR points the
@@ -20,6 +23,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+import urllib.parse
 import uuid
 from pathlib import Path
 from typing import Any
@@ -31,6 +35,12 @@ from tests.docker.conftest import (FAST_TIMING, HTTP_TIMEOUT, IMAGE, ROOT, Nodes
                                    docker_engine_error, free_port, run, wait_until)
 
 STACK_FILE = ROOT / "deploy" / "swarm" / "stack.yml"
+FAILOVER_STACK_FILE = ROOT / "deploy" / "swarm" / "stack-failover.yml"
+# stack-failover.yml: the voters (each its own service and replog name) and the settings
+# that publish their HTTPS ports
+VOTERS = ("master", "secondary1", "secondary2")
+VOTER_PORT_VARS = {"master": "MASTER_PORT", "secondary1": "SECONDARY1_PORT",
+                   "secondary2": "SECONDARY2_PORT"}
 MAKE_CERTS = ROOT / "deploy" / "swarm" / "make-certs.sh"
 MAKE_TOKENS = ROOT / "deploy" / "swarm" / "make-tokens.sh"
 # The image the stack runs (REPLOG_TEST_IMAGE, default replog:latest), the HTTP timeout and
@@ -102,6 +112,8 @@ def swarm_image(swarm: None) -> str:
 
 class Stack(NodesOverHttp):
     """`docker stack deploy -c deploy/swarm/stack.yml replog-swarm-<random>` on free ports."""
+    stack_file = STACK_FILE
+    roles = ("nameserver", "master", "secondary")     # its services
 
     def __init__(self, image: str, env_overrides: dict[str, str] | None = None) -> None:
         self.name = f"replog-swarm-{uuid.uuid4().hex[:8]}"
@@ -156,7 +168,7 @@ class Stack(NodesOverHttp):
 
     def deploy(self) -> None:
         # --resolve-image never: the image is local, there is no registry to ask for a digest.
-        run(["docker", "stack", "deploy", "--resolve-image", "never", "-c", str(STACK_FILE),
+        run(["docker", "stack", "deploy", "--resolve-image", "never", "-c", str(self.stack_file),
              self.name], env=self.env, timeout=120)
 
     def scale(self, replicas: int) -> None:
@@ -187,7 +199,7 @@ class Stack(NodesOverHttp):
 
     def logs(self) -> str:
         parts = []
-        for role in ("nameserver", "master", "secondary"):
+        for role in self.roles:
             ps = run(["docker", "service", "ps", "--no-trunc", "--format",
                       "{{.Name}} {{.CurrentState}} {{.Error}}", self.service(role)],
                      check=False, timeout=30)
@@ -249,6 +261,74 @@ class Stack(NodesOverHttp):
             return h if ok else None
         return wait_until(ready, timeout, interval=0.3,
                           what=f"the master to count {sorted(names)}, all Healthy and caught up")
+
+
+class FailoverStack(Stack):
+    """`docker stack deploy -c deploy/swarm/stack-failover.yml replog-swarmfo-<random>`: the
+    three voters, each its own service, on three free host ports (MASTER_PORT,
+    SECONDARY1_PORT, SECONDARY2_PORT), advertised as https://localhost:PORT (the stack's
+    default REPLOG_PUBLIC_HOST)."""
+    stack_file = FAILOVER_STACK_FILE
+    roles = ("nameserver", *VOTERS)
+
+    def __init__(self, image: str, env_overrides: dict[str, str] | None = None) -> None:
+        super().__init__(image, env_overrides)
+        self.name = f"replog-swarmfo-{uuid.uuid4().hex[:8]}"
+        self.ports = {"master": self.master_port,
+                      **{n: free_port() for n in VOTERS if n != "master"}}
+        for node, var in VOTER_PORT_VARS.items():
+            self.env.setdefault(var, str(self.ports[node]))
+            self.ports[node] = int(self.env[var])
+        self.master_port = self.ports["master"]
+
+    def url(self, node: str, path: str) -> str:
+        return f"https://127.0.0.1:{self.ports[node]}{path}"
+
+    def advertised(self, node: str) -> str:
+        """The node's REPLOG_ADVERTISE_URL as the stack sets it."""
+        return f"https://localhost:{self.ports[node]}"
+
+    def node_at(self, url: str) -> str:
+        """The voter whose published port a URL names."""
+        port = urllib.parse.urlsplit(url).port
+        (node,) = [n for n, p in self.ports.items() if p == port]
+        return node
+
+    def failover(self, node: str, timeout: float = 3) -> dict | None:
+        """The node's /health "failover" object; None while it does not answer."""
+        try:
+            r = self.get(node, "/health", timeout=timeout)
+            return r.json().get("failover") if r.status_code == 200 else None
+        except (requests.RequestException, ValueError):
+            return None
+
+    def master(self, among: tuple[str, ...] = VOTERS) -> dict | None:
+        """{"node", "epoch", "views"} when exactly one of `among` says it is master and
+        writable and every one of them that answers names it, in the same epoch."""
+        views = {n: self.failover(n) for n in among}
+        masters = [v for v in views.values() if v and v["role"] == "master" and v["writable"]]
+        if len(masters) != 1:
+            return None
+        (m,) = masters
+        if any(v is None or (v["master"], v["epoch"]) != (m["node"], m["epoch"])
+               for v in views.values()):
+            return None
+        return {"node": m["node"], "epoch": m["epoch"], "views": views}
+
+    def write(self, via: str, body: dict, session: requests.Session,
+              timeout: float = HTTP_TIMEOUT) -> tuple[requests.Response, list[str]]:
+        """POST /messages at a node's published port, following 307s as `curl
+        --location-trusted` does: the same body and the same token to the Location (curl -L
+        and requests drop the Authorization header when the port changes). Returns the last
+        answer and every URL asked."""
+        url, asked = self.url(via, "/messages"), []
+        for _ in range(4):
+            asked.append(url)
+            r = session.post(url, json=body, timeout=timeout, allow_redirects=False)
+            if r.status_code != 307:
+                return r, asked
+            url = urllib.parse.urljoin(url, r.headers["Location"])
+        return r, asked
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,8 @@ single-node swarm of the `swarm` fixture, as ONE session on one stack:
    same stack: back to the stack file's 2 secondaries, then scaled to 3), the master pinned
    to a labelled host (this one; the deploy updates the stack again, back to 2 secondaries)
    and, while the stack runs, deploy.md's "Reaching it" and token-swap blocks;
-3. the three removal lines, which both blocks end with, word for word (checked): once.
+3. the three removal lines, which both blocks end with, word for word (checked): once;
+4. deploy.md's "With failover" block, on a stack of its own (stack-failover.yml), whole.
 
 What differs from a user's terminal, and only that: the stack's name (`replog` becomes a
 unique one, also in `replog_master`, `namespace=replog`, and the swapped secret's name, so
@@ -31,7 +32,7 @@ from tests import docblocks
 from tests.docblocks import Shell, bare, sh_commands, substitute
 from tests.docker.conftest import FAST_TIMING, run, wait_until
 
-from .conftest import Stack
+from .conftest import VOTER_PORT_VARS, FailoverStack, Stack
 
 pytestmark = [pytest.mark.docker, pytest.mark.swarm]
 
@@ -69,9 +70,12 @@ def session(swarm_image, tmp_path_factory):
         assert not any(left.values()), left
 
 
+STACK_NAME = re.compile(r"(?<![\w./:-])replog(?=[_)\"]|\s|$)")   # the stack `replog` in a command
+
+
 def rename(s: Stack, command: str) -> str:
     command = command.replace("replog-tokens-2", f"{s.name}-tokens-2")
-    command = re.sub(r"(?<![\w./:-])replog(?=[_)\"]|\s|$)", s.name, command)
+    command = STACK_NAME.sub(s.name, command)
     return substitute(command, s.ports)
 
 
@@ -147,3 +151,81 @@ def test_deploy_one_host_block(session):
         if not had_label:
             node = run(["docker", "info", "-f", "{{.Swarm.NodeID}}"]).stdout.strip()
             run(["docker", "node", "update", "--label-rm", "replog.master", node], check=False)
+
+
+@pytest.fixture(scope="module")
+def failover_session(session, swarm_image, tmp_path_factory):
+    """A shell for deploy.md's failover block: its own stack name and three free ports (the
+    documented MASTER_PORT, SECONDARY1_PORT, SECONDARY2_PORT); the certificates and tokens
+    where the blocks put them (`session` moved any that were there aside)."""
+    s = FailoverStack(swarm_image)
+    shutil.rmtree(s.certs, ignore_errors=True)
+    shutil.rmtree(s.tokens, ignore_errors=True)
+    s.name = f"replog-docfo-{uuid.uuid4().hex[:6]}"
+    s.certs, s.tokens = str(SWARM_DIR / "certs"), str(SWARM_DIR / "tokens")
+    s.env = {k: v for k, v in s.env.items() if k not in ("REPLOG_CERTS_DIR", "REPLOG_TOKENS_DIR")}
+    transcript = tmp_path_factory.mktemp("swarm-failover-docblock") / "transcript.txt"
+    s.shell = Shell(docblocks.ROOT, s.env, transcript=transcript)
+    documented = {"MASTER_PORT": 5000, "SECONDARY1_PORT": 5001, "SECONDARY2_PORT": 5002}
+    s.doc_ports = {documented[var]: s.ports[node] for node, var in VOTER_PORT_VARS.items()}
+    try:
+        yield s
+    finally:
+        print(transcript.read_text()[-8000:])
+        s.shell.close()
+        left = s.remove()
+        assert not any(left.values()), left
+
+
+def test_deploy_failover_block(failover_session):
+    """deploy.md's "With failover" block as written: the deploy, a write through a
+    secondary's port, `docker kill` of the master, a write through another port answered by
+    a new master, the killed node back as a secondary, the removal. Checked against each
+    node's /health as the block goes."""
+    s = failover_session
+    commands = sh_commands(docblocks.block("swarm-failover"))
+    assert [bare(c) for c in commands[-3:]] == \
+        [bare(c) for c in sh_commands(docblocks.block("swarm-one-host"))[-3:]]
+    run_ = lambda c, timeout=240: s.shell.check(      # noqa: E731
+        substitute(STACK_NAME.sub(s.name, c), s.doc_ports), timeout=timeout)
+    before = None
+    t0 = time.monotonic()
+    for command in commands:
+        line = bare(command)
+        out = run_(command)
+        if line.startswith("until masters") and before is None:
+            before = s.master()       # the loop ended: all three name one master
+            assert before, [s.failover(n) for n in VOTER_PORT_VARS]
+        elif line.startswith("for port") and before is not None:
+            rows = out.strip().splitlines()
+            assert len(rows) == 3, out
+            masters = [r.split()[0] for r in rows if r.split()[1] == "master"]
+            assert len(masters) == 1, out
+            assert all(r.endswith(f"master {masters[0]}") for r in rows), out
+        elif line.startswith("rl -H") and '"a-1"' in line:
+            assert '"seq": 1' in out and '"acks": 3' in out, out
+        elif line.startswith("MASTER="):
+            name = s.shell.check("echo $MASTER").strip()
+            assert name == before["node"], (name, before)
+        elif line.startswith("docker kill"):
+            killed_at = time.monotonic()
+        elif line.startswith("rl -H") and '"b-1"' in line:
+            assert '"seq": 2' in out, out
+            print(f"a new master answered {time.monotonic() - killed_at:.1f} s after the kill")
+            after = wait_until(lambda: s.master(tuple(n for n in VOTER_PORT_VARS
+                                                      if n != before["node"])), 30,
+                               what="a new master among the others")
+            assert after["node"] != before["node"] and after["epoch"] > before["epoch"]
+        elif line.startswith("until masters"):
+            now = s.master()
+            assert now, [s.failover(n) for n in VOTER_PORT_VARS]
+            # (the master is `after`, unless the restarted node's candidacies deposed it:
+            # no pre-vote, docs/failover.md; it cannot win itself, it lacks b-1)
+            assert now["node"] != before["node"], now
+            assert now["views"][before["node"]]["role"] == "secondary", now
+            print(f"{before['node']} back as a secondary of {now['node']} "
+                  f"{time.monotonic() - killed_at:.1f} s after the kill")
+        elif line.startswith("docker service ps"):
+            assert "Running" in out and ("Failed" in out or "Shutdown" in out), out
+    assert not any(s.leftovers().values())
+    print(f"the failover block took {time.monotonic() - t0:.1f} s")
