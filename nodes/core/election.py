@@ -5,13 +5,8 @@ monotonic clock) and a `rand` in, hands it every message that carries an epoch, 
 out what each call returns (an `Out`): first write `Out.persist` to disk and sync it, then
 send `Out.send`. Nothing here sleeps, talks or stores.
 
-The cluster. A node is started with the names of every node of the cluster, itself
-included (`Cluster.nodes`). Those, and only those, vote, and a majority is a majority of
-them: size // 2 + 1. A node found later by discovery is not a voter and does not change the
-size; a node that departs (or is down, or unreachable) still counts in the size, so a
-partition can never shrink its side's cluster and elect on both sides. Changing the set
-(adding or removing voters) is out of scope: it needs Raft's one-at-a-time or joint
-membership changes, and until then the set is fixed for the life of the log.
+The cluster: the voters named at start (`Cluster.nodes`), fixed for the life of the log; a
+majority is size // 2 + 1 of them, down or not (docs/failover.md, "The cluster").
 
 The rules (Raft's, in replog's words; docs/failover.md has the safety argument):
 
@@ -20,10 +15,15 @@ The rules (Raft's, in replog's words; docs/failover.md has the safety argument):
   at once. A message with a lower epoch is refused; the answer carries the higher epoch so
   that the stale sender steps down.
 * Election. A secondary that has heard nothing from a master of its epoch for its election
-  timeout (drawn anew per node and per try from [election_min, election_max)) stands: it
-  takes epoch + 1, votes for itself and asks every node for its vote with the rank of its
-  log (the epoch of its last entry, its length). A candidate that has not won by its next
-  timeout stands again (randomized retry ends split votes).
+  timeout (drawn anew per node and per try from [election_min, election_max)) first asks
+  every node whether it WOULD vote for it in epoch + 1 (a pre-vote, Raft thesis 9.6: no
+  epoch taken, nothing persisted). With a majority of yes (itself counted) it stands: takes
+  epoch + 1, votes for itself and asks every node for its vote with the rank of its log
+  (epoch of its last entry, length). Not won by its next timeout: it asks again (randomized
+  retries end split votes). So a node that cannot win (restarted and not yet reached by a
+  live master, or cut off one way) never raises its epoch, which would depose that master.
+* Pre-vote. Yes when the node would vote: it heard no master within election_min, the
+  proposed epoch is above its own, and the candidate's log is at least as up to date.
 * Vote. A node grants at most one vote per epoch (the vote is persisted before the answer
   is sent), and only to a candidate whose log is at least as up to date as its own: the
   higher epoch at the last entry wins, then the longer log (recovery.Copy.rank's order).
@@ -38,17 +38,20 @@ The rules (Raft's, in replog's words; docs/failover.md has the safety argument):
   election_min (checked at construction), so with clock rates off by at most `drift` the
   lease ends before any voter of that majority can vote, and no two masters accept writes
   at overlapping times.
-* Shown entries. A node shows readers only the first `commit` entries: a master advances
-  commit to the highest seq a majority holds whose entry is of its own epoch (Raft's rule:
-  an older epoch's entry is committed only by a newer one above it); secondaries take the
-  master's commit, capped by what they have verified matches the master's log. Entries
-  beyond commit may be cut, and no seq ever shows two messages.
+* Shown entries: nodes/core/commit.py.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
-from typing import Callable, Iterable
+from typing import Callable
+
+from .election_messages import (Out, PreVoteAnswer, PreVoteRequest, Stored, VoteAnswer,
+                                VoteRequest)
+
+__all__ = ["Broken", "Cluster", "Election", "Out", "PreVoteAnswer", "PreVoteRequest", "Role",
+           "Stored", "Timing", "VoteAnswer", "VoteRequest", "up_to_date"]
+
 
 class Role(str, Enum):
     SECONDARY = "secondary"
@@ -108,57 +111,9 @@ class Broken:
     vote_despite_master: bool = False    # vote although a live master was heard from
 
 
-@dataclass(frozen=True)
-class Stored:
-    """What must survive a crash: the highest epoch seen and the vote given in it."""
-    epoch: int = 0
-    voted_for: str | None = None
-
-
-@dataclass(frozen=True)
-class VoteRequest:
-    epoch: int
-    candidate: str
-    rank: tuple[int, int]            # (epoch of the last entry, length): Copy.rank
-
-
-@dataclass(frozen=True)
-class VoteAnswer:
-    epoch: int
-    voter: str
-    granted: bool
-
-
-@dataclass
-class Out:
-    """persist: write and sync this before sending anything in `send`. send: (node, message).
-    heartbeat: a master must send a call (stamped `now`) to every other node now."""
-    persist: Stored | None = None
-    send: list[tuple[str, object]] = field(default_factory=list)
-    heartbeat: bool = False
-    became_master: bool = False
-    stepped_down: bool = False       # was master or candidate, is a secondary now
-
-
 def up_to_date(candidate: tuple[int, int], mine: tuple[int, int]) -> bool:
     """Raft's rule, ordered as recovery.Copy.rank: (epoch of the last entry, length)."""
     return candidate >= mine
-
-
-def commit_index(old: int, cluster: int, own_len: int, acked: Iterable[int],
-                 epoch_at: Callable[[int], int], epoch: int) -> int:
-    """The master's commit: the highest seq that a majority of the `cluster` nodes hold
-    (own_len for itself, `acked` for the secondaries of this epoch that answered; the others
-    hold nothing that counts), if its entry is of this master's own epoch. Never lower."""
-    held = sorted([own_len, *acked], reverse=True) + [0] * cluster
-    n = held[cluster // 2]            # the majority-th highest
-    return n if n > old and epoch_at(n) == epoch else old
-
-
-def shown_by_secondary(old: int, master_commit: int, verified: int) -> int:
-    """A secondary's commit: the master's, but only over entries it has verified match the
-    master's log (the consistency check passed up to `verified`). Never lower."""
-    return max(old, min(master_commit, verified))
 
 
 class Election:
@@ -180,6 +135,9 @@ class Election:
         self.heard_at = float("-inf") if never_heard and stored.epoch == 0 else now
         self.deadline = now + (self._timeout() if first_timeout is None else first_timeout)
         self.votes: set[str] = set()
+        self.prevotes: set[str] | None = None   # a pre-vote round under way: who said yes
+        self.prevote_round = 0                  # counts the rounds (a caller's retries end
+                                                # with theirs)
         self.stamps: dict[str, float] = {}      # secondary -> newest stamp it accepted
         self.next_heartbeat = now
 
@@ -215,15 +173,29 @@ class Election:
                 out.heartbeat = True
                 self.next_heartbeat = now + self.timing.heartbeat
         elif now >= self.deadline:
-            self._stand(now, rank, out)
+            self._prevote(now, rank, out)
         return out
 
     def _timeout(self) -> float:
         t = self.timing
         return t.election_min + self.rand() * (t.election_max - t.election_min)
 
+    def _prevote(self, now: float, rank: tuple[int, int], out: Out) -> None:
+        """Ask whether the others would vote for this node in epoch + 1 (a candidate whose
+        election timed out asks again too); no state that the others see changes."""
+        if self.role is Role.CANDIDATE:          # a split vote: ask first again
+            self.role, self.votes = Role.SECONDARY, set()
+        self.prevotes, self.prevote_round = {self.cluster.me}, self.prevote_round + 1
+        self.deadline = now + self._timeout()
+        if len(self.prevotes) >= self.cluster.majority:
+            self._stand(now, rank, out)          # a cluster of one
+            return
+        out.send += [(n, PreVoteRequest(self.epoch + 1, self.cluster.me, rank))
+                     for n in self.cluster.others]
+
     def _stand(self, now: float, rank: tuple[int, int], out: Out) -> None:
-        """Stand for the next epoch (again, after a split vote: a new random timeout)."""
+        """Stand for the next epoch, with a new random timeout."""
+        self.prevotes = None
         self.epoch += 1
         self.voted_for, self.role, self.master = self.cluster.me, Role.CANDIDATE, None
         self.votes = {self.cluster.me}
@@ -248,6 +220,7 @@ class Election:
         if epoch <= self.epoch:
             return
         self.epoch, self.voted_for, self.master = epoch, None, None
+        self.prevotes = None                     # it asked about an epoch now past
         out.persist = self.stored()
         if self.role is Role.MASTER and self.broken.deposed_stays_master:
             return
@@ -262,6 +235,30 @@ class Election:
         if self.role is Role.MASTER:
             return self.writable(now)
         return now - self.heard_at < self.timing.election_min
+
+    # -- pre-votes ------------------------------------------------------------------------
+    def on_prevote_request(self, req: PreVoteRequest, my_rank: tuple[int, int],
+                           now: float) -> Out:
+        """Would this node vote for the candidate in req.epoch? Nothing here changes: not
+        the epoch (the request's is only proposed), not the vote, not the deadline."""
+        out = Out()
+        grant = ((not self._sticky(now) or self.broken.vote_despite_master)
+                 and req.epoch > self.epoch
+                 and (up_to_date(req.rank, my_rank) or self.broken.vote_less_up_to_date))
+        out.send.append((req.candidate, PreVoteAnswer(req.epoch, self.cluster.me, grant,
+                                                      self.epoch)))
+        return out
+
+    def on_prevote_answer(self, ans: PreVoteAnswer, rank: tuple[int, int], now: float) -> Out:
+        """rank: this node's log now, for the vote requests if it stands."""
+        out = Out()
+        self._observe(ans.current, now, out)     # a real epoch: taking it is always safe
+        if (self.prevotes is not None and self.role is Role.SECONDARY and ans.granted
+                and ans.epoch == self.epoch + 1):
+            self.prevotes.add(ans.voter)
+            if len(self.prevotes) >= self.cluster.majority:
+                self._stand(now, rank, out)
+        return out
 
     # -- votes ----------------------------------------------------------------------------
     def on_vote_request(self, req: VoteRequest, my_rank: tuple[int, int], now: float) -> Out:
@@ -303,6 +300,7 @@ class Election:
         if self.role is Role.CANDIDATE:          # another won this epoch
             self.role, self.votes = Role.SECONDARY, set()
             out.stepped_down = True
+        self.prevotes = None                     # a master lives: no election to ask about
         self.master, self.heard_at = master, now
         self.deadline = now + self._timeout()
         return True, out

@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 from . import history as hist
 from .concern import Waits, holders
-from .election import commit_index
+from .commit import commit_index
 from .health import HealthPolicy, Quorum, Status, majority, quorum
 from .log import MasterLog
 from .progress import Backoff, Progress
@@ -51,7 +51,7 @@ class MasterState:
         self.read_only = False
         self.named = frozenset(named)
         # Failover (commit_rule): readers see only the first `commit` entries, those a
-        # majority holds (election.commit_index); otherwise they see the durable prefix.
+        # majority holds (commit.commit_index); otherwise they see the durable prefix.
         self.commit_rule = False
         self.commit = 0
         self._ready = Ready()

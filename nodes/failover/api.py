@@ -23,6 +23,13 @@ from ..secondary_api import SecondaryAPI
 from .node import FailoverNode, _mastering
 
 
+def _check_ballot(candidate: str, what: str, *numbers: Any) -> None:
+    tls.require_caller(candidate, what)
+    for value in numbers:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError("epoch, last_epoch and length must be integers from 0 on")
+
+
 @Pyro5.api.expose
 @Pyro5.api.behavior(instance_mode="single")
 class NodeAPI:
@@ -33,11 +40,15 @@ class NodeAPI:
         """Grant or refuse this node's vote in `epoch` to `candidate`, whose log ends with an
         entry of `last_epoch` at seq `length`; {"ignored": True} while it hears a master.
         With TLS only the candidate itself may ask."""
-        tls.require_caller(candidate, "vote")
-        for value in (epoch, last_epoch, length):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError("epoch, last_epoch and length must be integers from 0 on")
+        _check_ballot(candidate, "vote", epoch, last_epoch, length)
         return self._n.vote(epoch, candidate, last_epoch, length)
+
+    def prevote(self, epoch: int, candidate: str, last_epoch: int, length: int) -> dict:
+        """Would this node vote for `candidate` in `epoch` (a pre-vote: nothing changes
+        here)? {"granted": bool, "epoch": this node's epoch}. With TLS only the candidate
+        itself may ask."""
+        _check_ballot(candidate, "prevote", epoch, last_epoch, length)
+        return self._n.prevote(epoch, candidate, last_epoch, length)
 
     def status(self) -> dict:
         return self._n.report()

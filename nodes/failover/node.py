@@ -85,6 +85,7 @@ class FailoverNode:
                     if e.master != self.name else self.url,
                     "voted_for": e.voted_for, "cluster": sorted(self.cluster.nodes),
                     "writable": e.writable(self.clock()),
+                    "prevote_rounds": e.prevote_round,
                     "elections_stood": self.elections, "elections_won": self.won,
                     "stepped_down": self.stepped_down, "cut": self.votes.cut}
 
@@ -114,10 +115,19 @@ class FailoverNode:
         return result
 
     def _carry(self, out: el.Out) -> None:
+        if any(isinstance(msg, el.VoteRequest) for _, msg in out.send):     # stood
+            self.elections += 1
+            logger.warning("no master heard for an election timeout and a majority would "
+                           "vote: standing for epoch {} (log epoch {} length {})",
+                           self.election.epoch, *self.rank())
+            add_event("election", f"{self.name} stands for epoch {self.election.epoch}")
         for node, msg in out.send:
             if isinstance(msg, el.VoteRequest):
                 threading.Thread(target=self._ask_vote, args=(node, msg), daemon=True,
                                  name=f"vote-{node}").start()
+            elif isinstance(msg, el.PreVoteRequest):
+                threading.Thread(target=self._ask_prevote, daemon=True, name=f"prevote-{node}",
+                                 args=(node, msg, self.election.prevote_round)).start()
         if out.became_master:
             threading.Thread(target=self._become_master, daemon=True, name="promote").start()
         if out.stepped_down:
@@ -129,11 +139,9 @@ class FailoverNode:
         while not self.stopping.is_set():
             rank = self.rank()
             out = self._step(lambda e, now: e.tick(now, rank))
-            if out.send:                    # stood for election
-                self.elections += 1
-                logger.warning("no master heard for an election timeout: standing for epoch {} "
-                               "(log epoch {} length {})", self.election.epoch, *rank)
-                add_event("election", f"{self.name} stands for epoch {self.election.epoch}")
+            if out.send and not self.is_master and self.election.prevotes is not None:
+                logger.debug("no master heard for an election timeout: would the others vote "
+                             "for this node in epoch {}?", self.election.epoch + 1)
             self._carry(out)
             wait = self.election.wake_at() - self.clock()
             self.stopping.wait(min(0.05, max(0.005, wait)))
@@ -161,11 +169,46 @@ class FailoverNode:
                 return
             self.stopping.wait(0.05)
 
-    def vote(self, epoch: int, candidate: str, last_epoch: int, length: int) -> dict:
-        """A candidate asks for this node's vote (NodeAPI.vote)."""
+    def _ask_prevote(self, node: str, req: el.PreVoteRequest, round_: int) -> None:
+        """Ask `node` whether it would vote for this node, until it answers or this round
+        of pre-votes ends (a master heard, a new epoch, the next round, standing)."""
+        e = self.election
+        while not self.stopping.is_set() and e.prevotes is not None \
+                and e.prevote_round == round_:
+            uri = self.peers.get(node)
+            a = None
+            if uri is not None:
+                try:
+                    with self.connect(uri, self.timing.election_min / 2) as p:
+                        a = p.prevote(req.epoch, req.candidate, req.rank[0], req.rank[1])
+                except Exception as ex:
+                    logger.debug("pre-vote request to {} for epoch {} failed: {}", node,
+                                 req.epoch, ex)
+            if a is not None:
+                answer = el.PreVoteAnswer(req.epoch, node, bool(a["granted"]), int(a["epoch"]))
+                rank = self.rank()
+                self._carry(self._step(lambda e, now: e.on_prevote_answer(answer, rank, now)))
+                return
+            self.stopping.wait(0.05)
+
+    def prevote(self, epoch: int, candidate: str, last_epoch: int, length: int) -> dict:
+        """Would this node vote for `candidate` in `epoch` (NodeAPI.prevote)? Changes
+        nothing here; {"granted": ..., "epoch": this node's epoch}."""
+        self._check_candidate(candidate)
+        req = el.PreVoteRequest(int(epoch), candidate, (int(last_epoch), int(length)))
+        rank = self.rank()
+        out = self._step(lambda e, now: e.on_prevote_request(req, rank, now))
+        answer = out.send[0][1]
+        return {"granted": answer.granted, "epoch": answer.current}
+
+    def _check_candidate(self, candidate: str) -> None:
         if candidate not in self.cluster.nodes or candidate == self.name:
             raise ValueError(f"{candidate!r} is not another node of this cluster "
                              f"{sorted(self.cluster.nodes)}")
+
+    def vote(self, epoch: int, candidate: str, last_epoch: int, length: int) -> dict:
+        """A candidate asks for this node's vote (NodeAPI.vote)."""
+        self._check_candidate(candidate)
         req = el.VoteRequest(int(epoch), candidate, (int(last_epoch), int(length)))
         rank = self.rank()
         out = self._step(lambda e, now: e.on_vote_request(req, rank, now))

@@ -88,6 +88,7 @@ def test_old_master_restarted_with_its_command_rejoins_as_a_secondary(cluster):
     at_new = writers.count_acked()
     wait_until(lambda: writers.count_acked() >= at_new + 300, 30,
                what="300 acknowledged writes on the new master")
+    new_epoch, new_won = (failover_state(new)[k] for k in ("epoch", "elections_won"))
     clock.mark(f"{new.name} master; restarting {old.name} with {old.argv[2:]}")
     old.restart()                                  # the same command line, the same data dir
     clock.mark(f"{old.name} answers /health again")
@@ -100,6 +101,12 @@ def test_old_master_restarted_with_its_command_rejoins_as_a_secondary(cluster):
     state = failover_state(old)
     assert state["role"] == "secondary" and state["master"] == new.name, state
     assert failover_state(new)["role"] == "master"
+    # No election on the way: the restarted node (the node named master stands first at
+    # every start) asked for pre-votes, heard no yes from nodes that hear a live master, and
+    # so never raised its epoch, which would have deposed the healthy master.
+    assert state["elections_stood"] == 0 and state["epoch"] == new_epoch, state
+    assert (failover_state(new)["epoch"], failover_state(new)["elections_won"]) == \
+        (new_epoch, new_won)
     log = settle(procs, new, None, writers.acked)        # the restarted node too
     sampler.stop()
     assert not sampler.conflicts, sampler.describe()
@@ -261,12 +268,14 @@ def test_a_write_to_a_secondary_answers_307_to_the_master(cluster):
 
 
 def test_a_write_during_an_election_answers_503_with_retry_after(cluster, tmp_path):
-    """One node of three: it stands again and again and never wins (no majority), so it
-    is in an election for as long as it runs."""
+    """One node of three: its election timeout ends again and again and no master can be
+    elected (no majority answers even its pre-votes, so it never stands and its epoch stays
+    where it was), so it is in an election for as long as it runs."""
     lone = cluster.start_secondary("s1", failover=True, cluster=["master", *NAMES],
                                    data_dir=tmp_path / "s1", **FAILOVER_FLAGS)
-    wait_until(lambda: failover_state(lone)["elections_stood"] >= 2, 20,
-               what="s1 to stand twice")
+    wait_until(lambda: failover_state(lone)["prevote_rounds"] >= 2, 20,
+               what="s1 to ask for pre-votes twice")
+    assert failover_state(lone)["elections_stood"] == 0 and failover_state(lone)["epoch"] == 0
     r = post(lone.url, "no master", 2, follow=False)
     assert r.status_code == 503, r.text
     assert r.headers["Retry-After"] == "1"
@@ -352,16 +361,12 @@ def test_pyro_clients_follow_the_master(cluster):
     assert log[seq - 1] == "after" and "to the deposed master" not in log
 
 
-def test_a_master_cut_off_from_the_secondaries(cluster, tmp_path):
-    """A network partition on loopback (Partition: iptables, by each node's group id): the
-    master can reach no other node's Pyro5 port and none can reach its own; clients still
-    reach every node over HTTP. The master stops accepting writes (its lease runs out), the
-    other two elect a master and take writes; once healed, the old master steps down and
-    converges, and no acknowledged w=2 write is lost."""
+def start_partitionable(cluster, tmp_path):
+    """A failover cluster whose nodes each run under a group id of their own, so that a
+    Partition can cut any of them off (skips where iptables cannot)."""
     why_not = Partition.available()
     if why_not:
         pytest.skip(f"a real partition {why_not}")
-    clock = Clock()
     part = Partition(tmp_path)
     python = cluster.python
     procs = []
@@ -375,13 +380,59 @@ def test_a_master_cut_off_from_the_secondaries(cluster, tmp_path):
                          else cluster.start_secondary(name, **flags))
     finally:
         cluster.python = python
+    return part, procs
+
+
+def pyro_ports(cluster, procs) -> dict[str, int]:
+    with Pyro5.api.locate_ns("127.0.0.1", cluster.ns_port) as names:
+        return {p.name: Pyro5.core.URI(names.lookup(f"replog.node.{p.name}")).port
+                for p in procs}
+
+
+def test_a_secondary_cut_off_and_back_does_not_depose_the_master(cluster, tmp_path):
+    """A secondary cut off from every other node (Partition) hears no master: its election
+    timeout ends again and again. It asks for pre-votes, which no node receives, so it never
+    raises its epoch; healed, it follows the same master in the same epoch. (Without the
+    pre-vote it stood each time, and the master, hearing the higher epoch in its first
+    answer, stepped down: an election lost for nothing.)"""
+    part, procs = start_partitionable(cluster, tmp_path)
+    try:
+        master = wait_master(procs)
+        epoch = failover_state(master)["epoch"]
+        cut = next(p for p in procs if p is not master)
+        write_until_acked([master], "before", 3)
+        part.cut(cut.name, pyro_ports(cluster, procs))
+        rounds = failover_state(cut)["prevote_rounds"]
+        wait_until(lambda: failover_state(cut)["prevote_rounds"] >= rounds + 3, 20,
+                   what=f"{cut.name}'s election timeout to end three times")
+        write_until_acked([master], "while cut off", 2)      # the other two go on
+        part.heal()
+        wait_until(lambda: health(master)["secondaries"][cut.name]["status"] == "Healthy", 20,
+                   what=f"{cut.name} Healthy again")
+        write_until_acked([master], "after", 3)
+        state = failover_state(cut)
+        assert state["elections_stood"] == 0 and state["epoch"] == epoch, state
+        assert state["master"] == master.name
+        mstate = failover_state(master)
+        assert mstate["role"] == "master" and mstate["epoch"] == epoch, mstate
+        wait_converged(procs, master)
+    finally:
+        part.heal()
+
+
+def test_a_master_cut_off_from_the_secondaries(cluster, tmp_path):
+    """A network partition on loopback (Partition: iptables, by each node's group id): the
+    master can reach no other node's Pyro5 port and none can reach its own; clients still
+    reach every node over HTTP. The master stops accepting writes (its lease runs out), the
+    other two elect a master and take writes; once healed, the old master steps down and
+    converges, and no acknowledged w=2 write is lost."""
+    clock = Clock()
+    part, procs = start_partitionable(cluster, tmp_path)
     try:
         old = wait_master(procs)
         writers = Writers(procs, count=2, w=2).start()
         wait_until(lambda: writers.count_acked() >= 100, 30, what="100 acknowledged writes")
-        with Pyro5.api.locate_ns("127.0.0.1", cluster.ns_port) as names:
-            ports = {p.name: Pyro5.core.URI(names.lookup(f"replog.node.{p.name}")).port
-                     for p in procs}
+        ports = pyro_ports(cluster, procs)
         old_epoch = failover_state(old)["epoch"]
         part.cut(old.name, ports)
         clock.mark(f"{old.name} cut off (Pyro5 ports {ports})")

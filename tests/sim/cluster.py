@@ -17,8 +17,9 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from nodes.core.election import (Broken, Cluster, Election, Out, Role, Stored, Timing,
-                                 VoteAnswer, VoteRequest, commit_index, shown_by_secondary)
+from nodes.core.election import (Broken, Cluster, Election, Out, PreVoteAnswer,
+                                 PreVoteRequest, Role, Stored, Timing, VoteAnswer, VoteRequest)
+from nodes.core.commit import commit_index, shown_by_secondary
 
 from .checker import Checker, Violation
 
@@ -137,6 +138,10 @@ class Node:
             self.carry_out(el.on_vote_request(msg, self.rank(), now))
         elif isinstance(msg, VoteAnswer):
             self.carry_out(el.on_vote_answer(msg, now))
+        elif isinstance(msg, PreVoteRequest):
+            self.carry_out(el.on_prevote_request(msg, self.rank(), now))
+        elif isinstance(msg, PreVoteAnswer):
+            self.carry_out(el.on_prevote_answer(msg, self.rank(), now))
         elif isinstance(msg, Append):
             self.on_append(msg, now)
         elif isinstance(msg, AppendAnswer):

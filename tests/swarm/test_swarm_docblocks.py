@@ -219,9 +219,8 @@ def test_deploy_failover_block(failover_session):
         elif line.startswith("until masters"):
             now = s.master()
             assert now, [s.failover(n) for n in VOTER_PORT_VARS]
-            # (the master is `after`, unless the restarted node's candidacies deposed it:
-            # no pre-vote, docs/failover.md; it cannot win itself, it lacks b-1)
-            assert now["node"] != before["node"], now
+            # still `after`, in its epoch: the restarted node only asked for pre-votes
+            assert (now["node"], now["epoch"]) == (after["node"], after["epoch"]), now
             assert now["views"][before["node"]]["role"] == "secondary", now
             print(f"{before['node']} back as a secondary of {now['node']} "
                   f"{time.monotonic() - killed_at:.1f} s after the kill")

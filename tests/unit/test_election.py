@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from nodes.core.election import (Broken, Cluster, Election, Role, Stored, Timing, VoteAnswer,
-                                 VoteRequest, commit_index, shown_by_secondary, up_to_date)
+from nodes.core.election import (Broken, Cluster, Election, Out, PreVoteAnswer,
+                                 PreVoteRequest, Role, Stored, Timing, VoteAnswer, VoteRequest,
+                                 up_to_date)
+from nodes.core.commit import commit_index, shown_by_secondary
 from nodes.core.recovery import Copy
 
 T = Timing(election_min=1.0, election_max=2.0, heartbeat=0.1, lease=0.8, drift=0.01)
@@ -16,11 +18,23 @@ def node(me: str = "a", stored: Stored = Stored(), now: float = 0.0, r: float = 
     return Election(Cluster(me, nodes), T, stored, now, lambda: r, broken)
 
 
+def stand(e: Election, now: float, rank: tuple[int, int] = (0, 0)) -> Out:
+    """e's timeout ends at `now`: it asks for pre-votes, and enough others say yes; the Out
+    of its standing (its vote requests)."""
+    asked = e.tick(now, rank)
+    assert e.role is Role.SECONDARY and {m for _, m in asked.send} == {
+        PreVoteRequest(e.epoch + 1, e.cluster.me, rank)}, asked
+    for other in e.cluster.others[:e.cluster.majority - 1]:
+        out = e.on_prevote_answer(PreVoteAnswer(e.epoch + 1, other, True, e.epoch), rank, now)
+    assert e.role is Role.CANDIDATE
+    return out
+
+
 def master(now: float = 0.0) -> Election:
     """'a', master of epoch 1 (elected at `now` + 1.5 with b's vote)."""
     a = node("a", now=now)
     t = now + 1.5
-    a.tick(t, (0, 0))
+    stand(a, t)
     a.on_vote_answer(VoteAnswer(1, "b", True), t)
     assert a.role is Role.MASTER
     return a
@@ -45,29 +59,97 @@ def test_a_lease_not_shorter_than_the_election_timeout_is_refused() -> None:
 
 
 # -- election -------------------------------------------------------------------------------
-def test_a_secondary_stands_after_its_randomized_timeout() -> None:
+def test_after_its_randomized_timeout_a_secondary_asks_for_pre_votes_and_changes_nothing():
     a = node(r=0.25)                  # timeout 1.25
     assert a.wake_at() == 1.25
     assert not a.tick(1.2, (3, 7)).send
     out = a.tick(1.25, (3, 7))
+    assert a.role is Role.SECONDARY and a.epoch == 0 and a.voted_for is None
+    assert out.persist is None                 # nothing to persist: nothing changed
+    assert sorted(out.send) == [("b", PreVoteRequest(1, "a", (3, 7))),
+                                ("c", PreVoteRequest(1, "a", (3, 7)))]
+
+
+def test_with_a_majority_of_pre_votes_it_stands() -> None:
+    a = node(r=0.25)
+    a.tick(1.25, (3, 7))
+    out = a.on_prevote_answer(PreVoteAnswer(1, "b", False, 0), (3, 7), 1.3)
+    assert a.role is Role.SECONDARY and not out.send             # a no changes nothing
+    out = a.on_prevote_answer(PreVoteAnswer(1, "c", True, 0), (3, 8), 1.3)
     assert a.role is Role.CANDIDATE and a.epoch == 1 and a.voted_for == "a"
     assert out.persist == Stored(1, "a")       # persisted before the requests go out
-    assert sorted(out.send) == [("b", VoteRequest(1, "a", (3, 7))),
-                                ("c", VoteRequest(1, "a", (3, 7)))]
+    assert sorted(out.send) == [("b", VoteRequest(1, "a", (3, 8))),     # its log as it is now
+                                ("c", VoteRequest(1, "a", (3, 8)))]
+    assert not a.on_prevote_answer(PreVoteAnswer(1, "b", True, 0), (3, 8), 1.3).send   # late
 
 
-def test_each_try_draws_a_new_timeout() -> None:
-    draws = iter([0.0, 0.9, 0.1])
+def test_a_pre_vote_round_ends_with_a_master_heard_a_higher_epoch_or_the_next_round() -> None:
+    a = node()
+    a.tick(1.5, (0, 0))
+    a.on_master_call(0, "b", 1.6)                                # a master of its epoch lives
+    a.on_prevote_answer(PreVoteAnswer(1, "c", True, 0), (0, 0), 1.6)
+    assert a.role is Role.SECONDARY and a.epoch == 0
+    a = node()
+    a.tick(1.5, (0, 0))
+    out = a.on_prevote_answer(PreVoteAnswer(1, "c", False, 4), (0, 0), 1.6)   # c is in epoch 4
+    assert a.epoch == 4 and out.persist == Stored(4, None) and a.prevotes is None
+    assert not a.on_prevote_answer(PreVoteAnswer(1, "b", True, 0), (0, 0), 1.6).send
+    a = node()
+    a.tick(1.5, (0, 0))
+    first = a.prevote_round
+    a.tick(3.0, (0, 0))                                          # no majority by its timeout
+    assert a.prevote_round == first + 1 and a.prevotes == {"a"} and a.epoch == 0
+
+
+def test_a_node_says_yes_to_a_pre_vote_only_as_it_would_vote_and_changes_nothing() -> None:
+    b = node("b", stored=Stored(2, "c"))
+    assert b.on_prevote_request(PreVoteRequest(3, "a", (2, 5)), (2, 5), 1.5).send == [
+        ("a", PreVoteAnswer(3, "b", True, 2))]
+    assert (b.epoch, b.voted_for) == (2, "c")                   # its own epoch and vote kept
+    for req in (PreVoteRequest(2, "a", (2, 5)),                  # not above its epoch
+                PreVoteRequest(3, "a", (2, 4)),                  # a shorter log
+                PreVoteRequest(3, "a", (1, 9))):                 # an older last epoch
+        assert b.on_prevote_request(req, (2, 5), 1.5).send[0][1].granted is False, req
+    b.on_master_call(2, "c", 1.6)                                # it hears a master
+    assert not b.on_prevote_request(PreVoteRequest(3, "a", (2, 5)), (2, 5),
+                                    1.6 + T.election_min - 0.01).send[0][1].granted
+    assert b.on_prevote_request(PreVoteRequest(3, "a", (2, 5)), (2, 5),
+                                1.6 + T.election_min).send[0][1].granted
+    assert (b.epoch, b.voted_for, b.master) == (2, "c", "c")
+
+
+def test_a_restarted_node_not_yet_reached_by_a_live_master_cannot_depose_it() -> None:
+    """The disruption that the pre-vote prevents: c restarts (epoch 1 on disk) and its
+    timeout ends before the master reaches it; without a pre-vote it would stand for epoch 2
+    and the master would step down at its next answer. The others hear the master: no yes."""
+    m = master()                                  # a, epoch 1, b voted for it
+    b = node("b", stored=Stored(1, "a"))
+    b.on_master_call(1, "a", 3.4)                 # a's heartbeat, answered: a holds its lease
+    m.on_master_answer("b", 1, True, 3.4, 3.41)
+    c = node("c", stored=Stored(1, None), now=2.0)
+    out = c.tick(3.5, (1, 3))
+    assert out.send, "its timeout ended: it asks"
+    for to, req in out.send:
+        for _, answer in {"a": m, "b": b}[to].on_prevote_request(req, (1, 3), 3.5).send:
+            assert not answer.granted
+            c.on_prevote_answer(answer, (1, 3), 3.5)
+    assert c.epoch == 1 and c.role is Role.SECONDARY
+    assert c.on_master_call(1, "a", 3.6)[0] and m.role is Role.MASTER and m.writable(3.6)
+
+
+def test_a_split_vote_asks_again_with_a_new_timeout() -> None:
+    draws = iter([0.0, 0.9, 0.1, 0.5])
     a = Election(Cluster("a", NODES), T, Stored(), 0, lambda: next(draws))
-    a.tick(1.0, (0, 0))
-    assert a.deadline == pytest.approx(1.0 + 1.9)
-    a.tick(2.9, (0, 0))                       # a split vote: stand again, epoch 2
-    assert a.epoch == 2 and a.deadline == pytest.approx(2.9 + 1.1)
+    stand(a, 1.0)                             # pre-votes drew 0.9, standing draws anew
+    assert a.epoch == 1 and a.deadline == pytest.approx(1.0 + 1.1)
+    out = a.tick(2.1, (0, 0))                 # not won by then: ask again, for epoch 2
+    assert a.role is Role.SECONDARY and a.epoch == 1 and a.deadline == pytest.approx(2.1 + 1.5)
+    assert {m for _, m in out.send} == {PreVoteRequest(2, "a", (0, 0))}
 
 
 def test_a_majority_of_votes_makes_a_master_and_it_heartbeats_at_once() -> None:
     a = node()
-    a.tick(1.5, (0, 0))
+    stand(a, 1.5)
     out = a.on_vote_answer(VoteAnswer(1, "b", True), 1.6)
     assert out.became_master and out.heartbeat and a.role is Role.MASTER and a.master == "a"
     assert a.wake_at() == pytest.approx(1.7)
@@ -75,7 +157,7 @@ def test_a_majority_of_votes_makes_a_master_and_it_heartbeats_at_once() -> None:
 
 def test_refused_or_stale_votes_do_not_count() -> None:
     a = node(nodes=frozenset("abcde"))
-    a.tick(1.5, (0, 0))
+    stand(a, 1.5)
     a.on_vote_answer(VoteAnswer(1, "b", False), 1.6)
     a.on_vote_answer(VoteAnswer(0, "c", True), 1.6)
     a.on_vote_answer(VoteAnswer(1, "d", True), 1.6)
@@ -152,7 +234,7 @@ def test_a_lower_epoch_is_refused_and_a_higher_one_taken() -> None:
 
 def test_a_candidate_that_hears_the_winner_steps_down() -> None:
     a = node()
-    a.tick(1.5, (0, 0))
+    stand(a, 1.5)
     accepted, out = a.on_master_call(1, "c", 1.6)
     assert accepted and out.stepped_down and a.role is Role.SECONDARY and a.master == "c"
 
@@ -182,7 +264,7 @@ def test_a_master_refuses_another_master_of_its_epoch() -> None:
 # -- the lease --------------------------------------------------------------------------------
 def test_the_lease_counts_a_majority_from_the_stamp_of_sending() -> None:
     a = node(nodes=frozenset("abcde"))
-    a.tick(1.5, (0, 0))
+    stand(a, 1.5)
     a.on_vote_answer(VoteAnswer(1, "b", True), 1.5)
     a.on_vote_answer(VoteAnswer(1, "c", True), 1.5)
     assert not a.writable(1.6)                         # no heartbeat answered yet
