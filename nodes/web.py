@@ -22,7 +22,7 @@ import gevent
 from gevent import pool, pywsgi
 from loguru import logger
 
-from . import dashboard, edge, follow, logs, metrics
+from . import dashboard, edge, follow, logs, metrics, tlsconn
 from .core.master import ReadOnly
 from .core.validate import BadRequest, BatchRequest, parse_append, parse_faults
 from .core.concern import WriteConcernTimeout
@@ -236,29 +236,34 @@ def secondary_app(secondary: Any, max_body: int) -> bottle.Bottle:
     return app
 
 
+_NO_TIMEOUTS = edge.Timeouts(header=0, body=0, idle=0, write=0)
+
+
 class _Server(pywsgi.WSGIServer):
     """gevent's WSGI server with TCP_NODELAY: a response written in two parts (headers,
     body) must not wait for the client's delayed ACK (40 ms). With edge.Timeouts, every
-    socket operation and the TLS handshake are bounded (see nodes/edge.py)."""
+    socket operation and the TLS handshake are bounded (see nodes/edge.py). HTTPS runs over
+    memory BIOs (nodes/tlsconn.py), not gevent's SSLSocket: its Python layer around each
+    OpenSSL call cost more than the encryption itself (docs/security.md, "Cost")."""
 
     timeouts: edge.Timeouts | None = None
+    ssl_context: Any = None     # the HTTPS context (create_http_server); None: plain HTTP
 
     def wrap_socket_and_handle(self, client_socket, address):
         # HTTPS: the handshake runs in the connection's greenlet; bound it like the headers
-        if self.timeouts is not None:
-            client_socket.settimeout(self.timeouts.idle or None)
+        t = self.timeouts or _NO_TIMEOUTS
+        conn = tlsconn.TLSConnection(client_socket, self.ssl_context)
+        try:
             try:
-                with gevent.Timeout(self.timeouts.header or None, socket.timeout("TLS handshake")):
-                    ssl_socket = self.wrap_socket(client_socket, **self.ssl_args)
-            except (OSError, ValueError):
-                client_socket.close()
+                client_socket.settimeout(t.idle or None)
+                with gevent.Timeout(t.header or None, socket.timeout("TLS handshake")):
+                    conn.handshake()
+            except (OSError, ValueError):      # a bad or slow handshake: a quiet close
                 return None
-            ssl_socket.settimeout(None)     # from here on, as in handle() below
-            try:
-                return self.handle(ssl_socket, address)
-            finally:
-                ssl_socket.close()
-        return super().wrap_socket_and_handle(client_socket, address)
+            client_socket.settimeout(None)     # from here on, as in handle() below
+            return self.handle(conn, address)
+        finally:
+            conn.close()
 
     def handle(self, sock, address):
         # No socket timeout: the reads that a slow client could stall are bounded by
@@ -301,5 +306,6 @@ def create_http_server(app: Any, host: str, port: int, max_connections: int = 10
     server = _Server((host, port), app, spawn=pool.Pool(max_connections), log=None,
                      error_log=logging.getLogger("gevent.pywsgi"), **kw)
     server.timeouts = timeouts
+    server.ssl_context = ssl_context
     server.init_socket()
     return server
