@@ -22,8 +22,9 @@ The rules (Raft's, in replog's words; docs/failover.md has the safety argument):
   (epoch of its last entry, length). Not won by its next timeout: it asks again (randomized
   retries end split votes). So a node that cannot win (restarted and not yet reached by a
   live master, or cut off one way) never raises its epoch, which would depose that master.
-* Pre-vote. Yes when the node would vote: it heard no master within election_min, the
-  proposed epoch is above its own, and the candidate's log is at least as up to date.
+* Pre-vote. Ignored (like a vote request) while the node heard a master within
+  election_min; else yes when the proposed epoch is above its own and the candidate's log
+  is at least as up to date.
 * Vote. A node grants at most one vote per epoch (the vote is persisted before the answer
   is sent), and only to a candidate whose log is at least as up to date as its own: the
   higher epoch at the last entry wins, then the longer log (recovery.Copy.rank's order).
@@ -240,10 +241,14 @@ class Election:
     def on_prevote_request(self, req: PreVoteRequest, my_rank: tuple[int, int],
                            now: float) -> Out:
         """Would this node vote for the candidate in req.epoch? Nothing here changes: not
-        the epoch (the request's is only proposed), not the vote, not the deadline."""
+        the epoch (the request's is only proposed), not the vote, not the deadline. Like a
+        vote request, it is ignored (no answer: the caller may ask again) while this node
+        hears a master, which may be over in a moment: the last heartbeats of a dead master
+        reach the nodes at slightly different times."""
         out = Out()
-        grant = ((not self._sticky(now) or self.broken.vote_despite_master)
-                 and req.epoch > self.epoch
+        if self._sticky(now) and not self.broken.vote_despite_master:
+            return out
+        grant = (req.epoch > self.epoch
                  and (up_to_date(req.rank, my_rank) or self.broken.vote_less_up_to_date))
         out.send.append((req.candidate, PreVoteAnswer(req.epoch, self.cluster.me, grant,
                                                       self.epoch)))

@@ -45,8 +45,8 @@ class NodeAPI:
 
     def prevote(self, epoch: int, candidate: str, last_epoch: int, length: int) -> dict:
         """Would this node vote for `candidate` in `epoch` (a pre-vote: nothing changes
-        here)? {"granted": bool, "epoch": this node's epoch}. With TLS only the candidate
-        itself may ask."""
+        here)? {"granted": bool, "epoch": this node's epoch}; {"ignored": True} while it
+        hears a master. With TLS only the candidate itself may ask."""
         _check_ballot(candidate, "prevote", epoch, last_epoch, length)
         return self._n.prevote(epoch, candidate, last_epoch, length)
 

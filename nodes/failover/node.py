@@ -170,8 +170,9 @@ class FailoverNode:
             self.stopping.wait(0.05)
 
     def _ask_prevote(self, node: str, req: el.PreVoteRequest, round_: int) -> None:
-        """Ask `node` whether it would vote for this node, until it answers or this round
-        of pre-votes ends (a master heard, a new epoch, the next round, standing)."""
+        """Ask `node` whether it would vote for this node, until it answers (one that hears
+        a master ignores the question for a while) or this round of pre-votes ends (a master
+        heard, a new epoch, the next round, standing)."""
         e = self.election
         while not self.stopping.is_set() and e.prevotes is not None \
                 and e.prevote_round == round_:
@@ -184,7 +185,7 @@ class FailoverNode:
                 except Exception as ex:
                     logger.debug("pre-vote request to {} for epoch {} failed: {}", node,
                                  req.epoch, ex)
-            if a is not None:
+            if a is not None and not a.get("ignored"):
                 answer = el.PreVoteAnswer(req.epoch, node, bool(a["granted"]), int(a["epoch"]))
                 rank = self.rank()
                 self._carry(self._step(lambda e, now: e.on_prevote_answer(answer, rank, now)))
@@ -193,11 +194,14 @@ class FailoverNode:
 
     def prevote(self, epoch: int, candidate: str, last_epoch: int, length: int) -> dict:
         """Would this node vote for `candidate` in `epoch` (NodeAPI.prevote)? Changes
-        nothing here; {"granted": ..., "epoch": this node's epoch}."""
+        nothing here; {"granted": ..., "epoch": this node's epoch}, or {"ignored": True}
+        while it hears a master."""
         self._check_candidate(candidate)
         req = el.PreVoteRequest(int(epoch), candidate, (int(last_epoch), int(length)))
         rank = self.rank()
         out = self._step(lambda e, now: e.on_prevote_request(req, rank, now))
+        if not out.send:                      # it hears a master: ask again in a moment
+            return {"ignored": True, "epoch": self.election.epoch}
         answer = out.send[0][1]
         return {"granted": answer.granted, "epoch": answer.current}
 
