@@ -147,50 +147,47 @@ class FailoverNode:
             self.stopping.wait(min(0.05, max(0.005, wait)))
 
     # -- votes ----------------------------------------------------------------------------
-    def _ask_vote(self, node: str, req: el.VoteRequest) -> None:
-        """Ask `node` for its vote until it answers or this candidacy ends (Raft retries a
-        vote request too): its address may not be known yet, a call may time out, and a
-        node that still hears a master ignores the request for a while."""
-        e = self.election
-        while not self.stopping.is_set() and e.role is el.Role.CANDIDATE \
-                and e.epoch == req.epoch:
+    def _ask(self, node: str, method: str, req: Any, asking: Callable[[], bool],
+             answered: Callable[[dict], Any]) -> None:
+        """Ask `node` (its NodeAPI `method`: vote or prevote) until it answers or `asking()`
+        turns false (Raft retries a vote request too): its address may not be known yet, a
+        call may time out, and a node that still hears a master ignores the question for a
+        while. `answered(answer)` steps the core with the answer."""
+        while not self.stopping.is_set() and asking():
             uri = self.peers.get(node)
             a = None
             if uri is not None:
                 try:
                     with self.connect(uri, self.timing.election_min / 2) as p:
-                        a = p.vote(req.epoch, req.candidate, req.rank[0], req.rank[1])
+                        a = getattr(p, method)(req.epoch, req.candidate, *req.rank)
                 except Exception as ex:
-                    logger.debug("vote request to {} for epoch {} failed: {}", node,
+                    logger.debug("{} request to {} for epoch {} failed: {}", method, node,
                                  req.epoch, ex)
             if a is not None and not a.get("ignored"):
-                answer = el.VoteAnswer(int(a["epoch"]), node, bool(a["granted"]))
-                self._carry(self._step(lambda e, now: e.on_vote_answer(answer, now)))
+                self._carry(self._step(answered(a)))
                 return
             self.stopping.wait(0.05)
 
-    def _ask_prevote(self, node: str, req: el.PreVoteRequest, round_: int) -> None:
-        """Ask `node` whether it would vote for this node, until it answers (one that hears
-        a master ignores the question for a while) or this round of pre-votes ends (a master
-        heard, a new epoch, the next round, standing)."""
+    def _ask_vote(self, node: str, req: el.VoteRequest) -> None:
+        """Ask `node` for its vote for as long as this candidacy lasts (see _ask)."""
         e = self.election
-        while not self.stopping.is_set() and e.prevotes is not None \
-                and e.prevote_round == round_:
-            uri = self.peers.get(node)
-            a = None
-            if uri is not None:
-                try:
-                    with self.connect(uri, self.timing.election_min / 2) as p:
-                        a = p.prevote(req.epoch, req.candidate, req.rank[0], req.rank[1])
-                except Exception as ex:
-                    logger.debug("pre-vote request to {} for epoch {} failed: {}", node,
-                                 req.epoch, ex)
-            if a is not None and not a.get("ignored"):
-                answer = el.PreVoteAnswer(req.epoch, node, bool(a["granted"]), int(a["epoch"]))
-                rank = self.rank()
-                self._carry(self._step(lambda e, now: e.on_prevote_answer(answer, rank, now)))
-                return
-            self.stopping.wait(0.05)
+        self._ask(node, "vote", req,
+                  lambda: e.role is el.Role.CANDIDATE and e.epoch == req.epoch,
+                  lambda a: lambda e, now: e.on_vote_answer(
+                      el.VoteAnswer(int(a["epoch"]), node, bool(a["granted"])), now))
+
+    def _ask_prevote(self, node: str, req: el.PreVoteRequest, round_: int) -> None:
+        """Ask `node` for its pre-vote for as long as this round lasts (it ends with a master
+        heard, a new epoch, the next round, or standing; see _ask)."""
+        e = self.election
+        self._ask(node, "prevote", req,
+                  lambda: e.prevotes is not None and e.prevote_round == round_,
+                  lambda a: self._prevote_answered(
+                      el.PreVoteAnswer(req.epoch, node, bool(a["granted"]), int(a["epoch"]))))
+
+    def _prevote_answered(self, answer: el.PreVoteAnswer) -> Callable[[el.Election, float], Any]:
+        rank = self.rank()                    # (read outside the core's lock)
+        return lambda e, now: e.on_prevote_answer(answer, rank, now)
 
     def prevote(self, epoch: int, candidate: str, last_epoch: int, length: int) -> dict:
         """Would this node vote for `candidate` in `epoch` (NodeAPI.prevote)? Changes
