@@ -35,7 +35,12 @@ class Pipeline:
     newest one has been out `after` seconds: a fast secondary answers first, so its batches
     stay large, and a slow one gets a call every `after` at most, each carrying what arrived
     meanwhile. At most `window` calls and `max_messages` entries are out (a secondary holds
-    back at most its --max-ahead past its ACK)."""
+    back at most its --max-ahead past its ACK). A restart learned while calls are out (a
+    heartbeat met the new process first) does not send their entries again at once: they may
+    be landing on the new process (its first call waits for a new connection's handshake);
+    only after `grace` with a call still out does it go again (that call may hang on the old
+    address until its time-out)."""
     window: int = 16
     after: float = 0.05
+    grace: float = 1.0
     max_messages: int = 10_000

@@ -235,7 +235,7 @@ class MasterState:
             out = first - 1 - sec.acked
             p = self.pipeline
             if len(sec.calls) >= p.window or now - max(sec.calls.values()) < p.after \
-                    or out >= p.max_messages:
+                    or out >= p.max_messages or now < sec.resend_after:
                 return None
             room = min(room, p.max_messages - out)
         # Sent while the master's own sync may still run: the two disks work at once. An
@@ -262,7 +262,7 @@ class MasterState:
         p = self.pipeline
         if len(sec.calls) >= p.window or sec.next_seq - 1 - sec.acked >= p.max_messages:
             return None                   # only an answer makes room
-        return max(sec.retry_at, max(sec.calls.values()) + p.after)
+        return max(sec.retry_at, max(sec.calls.values()) + p.after, sec.resend_after)
 
     def on_answer(self, name: str, incarnation: str, ack: int, now: float,
                   log_id: Any = SAME, epoch: Any = SAME, sent: int = 0,
@@ -279,7 +279,7 @@ class MasterState:
             sec.log_id = self.log_id if log_id is SAME else log_id
             sec.epoch = self.epoch if epoch is SAME else epoch
         counted = min(ack, self.log.last_seq) if self.synced(name) else 0
-        restarted = sec.on_answer(incarnation, counted, now)
+        restarted = sec.on_answer(incarnation, counted, now, self.pipeline.grace)
         sec.call_ended(call, failed=False)
         if restarted is None:             # a late answer of an earlier incarnation
             return False

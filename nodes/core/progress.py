@@ -48,13 +48,16 @@ class Progress:
     uri: str | None = None
     calls: dict[int, float] = field(default_factory=dict)   # call id -> sent at
     sent_upto: int = 0
+    resend_after: float = 0.0          # a restart learned with calls out: no call before this
     catchup_since: float | None = None  # a catch-up being reported: since when,
     catchup_from: int | None = None     # and the ack it started from (None: unknown)
     reported: Status | None = None      # the health status last reported
 
-    def on_answer(self, incarnation: str, ack: int, now: float) -> bool | None:
+    def on_answer(self, incarnation: str, ack: int, now: float,
+                  grace: float = 0.0) -> bool | None:
         """Record an ACK (from a replicate or a heartbeat); True when it was a new
-        incarnation, None when it came from an earlier one (ignored)."""
+        incarnation, None when it came from an earlier one (ignored). A new incarnation
+        learned with calls out: no call before `grace` has passed (Pipeline.grace)."""
         if incarnation in self.retired:
             return None
         restarted = self.incarnation is not None and incarnation != self.incarnation
@@ -65,6 +68,8 @@ class Progress:
             self.acked = ack
             self.sent = 0
             self.sent_upto = ack
+            if self.calls:
+                self.resend_after = now + grace
         else:
             # ACKs of one incarnation only grow; a late heartbeat may carry an older one
             self.acked = max(self.acked, ack)

@@ -64,3 +64,31 @@ def test_a_late_answer_of_an_earlier_incarnation_is_ignored():
     assert st.secondaries["s1"].acked == 10
     st.on_answer("s1", "a", 73, 1.1, sent=5, how="replicate")   # the old process's answer
     assert st.secondaries["s1"].acked == 10 and st.secondaries["s1"].incarnation == "b"
+
+
+def test_a_restart_learned_while_the_tail_is_out_does_not_send_it_twice():
+    """The heartbeat shows the new incarnation (ack 53) while the call carrying 54..73 is
+    still out, its answer slowed by the new connection's TLS handshake: the tail is not sent
+    again while that call may still land (up to Pipeline.grace), and the call's answer ends
+    the catch-up with the tail sent once."""
+    st = restarted_behind()
+    grace = st.pipeline.grace
+    batch = st.next_batch("s1", 1.0)                 # out before the restart is known
+    st.on_answer("s1", "b", 53, 1.06, "L", 1)        # the heartbeat: a new incarnation at 53
+    assert st.next_batch("s1", 1.1) is None          # not 54..73 again
+    assert st.wake_at("s1") == 1.06 + grace
+    st.on_answer("s1", "b", 73, 1.2, sent=20, call=batch.call, how="replicate")
+    assert st.next_batch("s1", 1.2) is None          # everything is acknowledged
+    assert st.secondaries["s1"].sent == 20
+
+
+def test_a_call_out_to_a_vanished_incarnation_delays_the_tail_by_the_grace_at_most():
+    """The call went to the old incarnation's address and hangs (a black hole): after the
+    grace the tail goes to the new incarnation without waiting for the call's time-out."""
+    st = restarted_behind()
+    grace = st.pipeline.grace
+    st.next_batch("s1", 1.0)
+    st.on_answer("s1", "b", 53, 1.06, "L", 1)
+    assert st.next_batch("s1", 1.06 + grace - 0.01) is None
+    again = st.next_batch("s1", 1.06 + grace)
+    assert (again.first_seq, len(again.messages)) == (54, 20)
