@@ -5,8 +5,9 @@ cost, and whether hostile clients hurt a well-behaved one.
 1. token check: microseconds per Guard.authorize (SHA-256 of the presented token, compared
    in constant time with every entry of a file of TOKEN_FILE_SIZE tokens), in this process;
 2. secure vs plain: HTTP w=3 appends/s on a cluster serving HTTPS and checking tokens against
-   one serving plain HTTP without tokens, alternated in this run (plain, secure, plain,
-   secure; one round with --quick), compared as the ratio of the sums (target >= 0.85);
+   one serving plain HTTP without tokens, both up for the whole comparison, loaded one at a
+   time in --security-pairs pairs (4; one with --quick) in ABBA order (plain, secure,
+   secure, plain, ...), compared as the ratio of the sums (target >= 0.85);
 3. slow clients: a well-behaved client (a quarter of --clients keep-alive connections,
    w=3) on a plain cluster, without and then with a hostile process holding 1,000 idle
    connections and 1,000 request bodies trickled a byte at a time (--security-idle,
@@ -39,6 +40,9 @@ def add_args(parser) -> None:
     g.add_argument("--security-trickle", type=int, default=1000,
                    help="request bodies the hostile client trickles, one byte per connection "
                         "per second (security part)")
+    g.add_argument("--security-pairs", type=int, default=4,
+                   help="plain/secure pairs of --seconds each, in ABBA order (security part; "
+                        "quick 1)")
 
 
 # -- 1. one token check ----------------------------------------------------------------
@@ -113,20 +117,35 @@ class _Cluster:
 
 
 def secure_vs_plain(args, workdir: Path, master_flags: dict, secondary_flags: dict) -> dict:
-    rounds = 1 if args.quick else 2
+    """Both clusters run side by side for the whole comparison (the idle one costs only its
+    heartbeats, and it is idle in both kinds of slice), and the load goes to one at a time in
+    pairs whose order alternates: plain, secure, secure, plain, plain, secure, ... (ABBA), so
+    a drift of the shared machine over the run weighs on both kinds alike. Compared as the
+    ratio of the sums; the ratio of each pair is reported beside it."""
+    pairs = 1 if args.quick else args.security_pairs
     runs: dict[str, list] = {"plain": [], "secure": []}
-    for r in range(rounds):
+    pair_ratios = []
+    clusters = {}
+    try:
         for kind in ("plain", "secure"):
-            log(f"security: HTTP w=3 on a {kind} cluster (round {r + 1}/{rounds})")
-            c = _Cluster(workdir / f"sec-{kind}-{r}", master_flags, secondary_flags,
-                         kind == "secure")
-            try:
+            clusters[kind] = _Cluster(workdir / f"sec-{kind}", master_flags, secondary_flags,
+                                      kind == "secure")
+        for p in range(pairs):
+            order = ("plain", "secure") if p % 2 == 0 else ("secure", "plain")
+            for kind in order:
+                log(f"security: HTTP w=3 on the {kind} cluster (pair {p + 1}/{pairs})")
+                c = clusters[kind]
                 runs[kind].append(_loadgen(args, c.master.url, 3, args.clients, c.ca, c.token))
-            finally:
-                c.close()
+            plain, secure = runs["plain"][-1]["appends_per_s"], runs["secure"][-1]["appends_per_s"]
+            pair_ratios.append(round(secure / plain, 3) if plain else None)
+    finally:
+        for c in clusters.values():
+            c.close()
     sums = {k: sum(x["appends_per_s"] for x in v) for k, v in runs.items()}
-    return {"rounds": rounds, "runs": runs,
-            "appends_per_s": {k: round(v / rounds, 1) for k, v in sums.items()},
+    known = sorted(r for r in pair_ratios if r is not None)
+    return {"pairs": pairs, "runs": runs, "pair_ratios": pair_ratios,
+            "median_pair_ratio": known[len(known) // 2] if known else None,
+            "appends_per_s": {k: round(v / pairs, 1) for k, v in sums.items()},
             "ratio": round(sums["secure"] / sums["plain"], 3) if sums["plain"] else None}
 
 
@@ -278,7 +297,8 @@ def render(d: dict) -> str:
             lat = r["latency_ms"]
             lines.append(f"{kind + ' w=3':<22}{r['appends_per_s']:>12,.0f}{lat['p50']:>9.2f}"
                          f"{lat['p99']:>9.2f}{r['errors']:>8}")
-    lines.append(f"HTTPS + tokens / plain appends/s: {load['ratio']}")
+    lines.append(f"HTTPS + tokens / plain appends/s: {load['ratio']} (ratio of the sums; "
+                 f"each pair: {load.get('pair_ratios')})")
     for kind in ("alone", "hostile"):
         label = (f"{slow['clients']} clients alone" if kind == "alone" else
                  f"+{slow['idle']} idle +{slow['trickle']} slow")

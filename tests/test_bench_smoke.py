@@ -354,3 +354,36 @@ def test_nameserver_part_end_to_end(tmp_path):
     assert ns["failover"]["write"]["n"] == 1, ns["failover"]["trials"]    # elections go on
     assert ns["failover"]["nodes_registered"]["n"] == 1
     assert "every live node registered again" in proc.stdout
+
+
+def test_security_part_render_without_a_cluster():
+    """bench/security.py: its text from a made-up section (pairs in ABBA order, each pair's
+    ratio beside the ratio of the sums), and its --security-pairs flag."""
+    import argparse
+
+    from bench import parts, security
+
+    assert "security" in parts.ALL_PARTS and "security" not in parts.DEFAULT_PARTS
+    p = argparse.ArgumentParser()
+    security.add_args(p)
+    assert p.parse_args([]).security_pairs == 4
+    lat = {"p50": 1.0, "p90": 2.0, "p99": 3.0, "max": 9.0, "mean": 1.2}
+    run = lambda rate: {"appends_per_s": rate, "errors": 0, "error_kinds": {},  # noqa: E731
+                        "latency_ms": dict(lat)}
+    section = {
+        "token_check": {"tokens_in_file": 20, "token_us": 3.5, "no_tokens_us": 0.2},
+        "load": {"pairs": 2, "runs": {"plain": [run(1000.0), run(1100.0)],
+                                      "secure": [run(900.0), run(950.0)]},
+                 "pair_ratios": [0.9, 0.864], "median_pair_ratio": 0.9,
+                 "appends_per_s": {"plain": 1050.0, "secure": 925.0}, "ratio": 0.881},
+        "slow": {"clients": 4, "idle": 1000, "trickle": 1000, "rounds": 1,
+                 "alone": [run(500.0)], "hostile": [run(480.0)],
+                 "hostile_counts": [{"opened": 2000}], "p99_ms": {"alone": 3.0, "hostile": 3.0},
+                 "p99_ratio": 1.0},
+        "targets": [{"target": "HTTP w=3 appends/s, HTTPS + tokens / plain HTTP without",
+                     "value": 0.881, "op": ">=", "limit": 0.85, "met": True}],
+    }
+    text = security.render(section)
+    assert "HTTPS + tokens / plain appends/s: 0.881" in text and "[0.9, 0.864]" in text
+    assert text.count("plain w=3") == 2 and text.count("secure w=3") == 2
+    assert "[   met] HTTP w=3 appends/s" in text
