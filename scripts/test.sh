@@ -12,4 +12,12 @@ if ! docker info >/dev/null 2>&1; then
   echo "## The process-level suite still runs.                                     ##"
   echo "############################################################################"
 fi
-exec .venv/bin/python -m pytest -ra "$@"
+# Two workers (pytest-xdist): one runs the container tests (docker, swarm) in order, the other
+# everything else meanwhile (tests/conftest.py groups them); REPLOG_TEST_WORKERS=0 runs the
+# suite in one process, in the same order.
+workers="${REPLOG_TEST_WORKERS:-2}"
+parallel=()
+if [ "$workers" != 0 ]; then
+  parallel=(-n "$workers" --dist loadgroup --no-loadscope-reorder)
+fi
+exec .venv/bin/python -m pytest -ra "${parallel[@]}" "$@"
