@@ -21,7 +21,21 @@ from .runner import ChaosConfig, acked_around_master_restarts, run
 # a quorum) and a pause of the master (tests/chaos/test_nemesis.py checks all of this).
 FIXED_SEED = 266
 DURATION = float(os.environ.get("REPLOG_CHAOS_DURATION", "22"))
-RANDOM_SEED = int(os.environ.get("REPLOG_CHAOS_SEED") or random.SystemRandom().randrange(1, 10**6))
+
+
+def _random_seed() -> int:
+    """REPLOG_CHAOS_SEED, or a new seed each run. Under pytest-xdist every worker collects the
+    tests and they must agree on the id: the seed then comes from the run's id, which the
+    workers share (PYTEST_XDIST_TESTRUNUID, a fresh random uuid per run)."""
+    if os.environ.get("REPLOG_CHAOS_SEED"):
+        return int(os.environ["REPLOG_CHAOS_SEED"])
+    run_id = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    if run_id:
+        return int(run_id.replace("-", ""), 16) % (10**6 - 1) + 1
+    return random.SystemRandom().randrange(1, 10**6)
+
+
+RANDOM_SEED = _random_seed()
 
 
 @pytest.mark.chaos
