@@ -13,11 +13,11 @@ if ! docker info >/dev/null 2>&1; then
   echo "############################################################################"
 fi
 # Two workers (pytest-xdist): one runs the container tests (docker, swarm) in order, the other
-# everything else meanwhile (tests/conftest.py groups them); REPLOG_TEST_WORKERS=0 runs the
+# everything else meanwhile, a module at a time (tests/conftest.py chooses the units); REPLOG_TEST_WORKERS=0 runs the
 # suite in one process, in the same order.
 workers="${REPLOG_TEST_WORKERS:-2}"
 parallel=()
 if [ "$workers" != 0 ]; then
-  parallel=(-n "$workers" --dist loadgroup --no-loadscope-reorder)
+  parallel=(-n "$workers" --no-loadscope-reorder)
 fi
 exec .venv/bin/python -m pytest -ra "${parallel[@]}" "$@"

@@ -15,17 +15,33 @@ def pytest_runtest_makereport(item, call):
     setattr(item, "rep_" + rep.when, rep)
 
 
-CONTAINERS = "containers"
+CONTAINERS = ("tests/docker/", "tests/swarm/")
+
+
+def _lane(nodeid: str) -> str:
+    """The unit of work a worker takes whole: every test on containers is one (one image
+    build, one Docker engine, one swarm, run in order), every other module one of its own
+    (its module-scoped clusters start once)."""
+    path = nodeid.split("::")[0]
+    return "containers" if path.startswith(CONTAINERS) else path
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """scripts/test.sh runs the suite on two pytest-xdist workers. xdist's own grouping
+    (--dist loadgroup) does nothing under pytest 9 (it renames item._nodeid, which pytest 9 no
+    longer reads), so the units are chosen here, from the test ids: one worker takes the tests
+    on containers, first, since they are the longest lane, and the other works through the
+    rest module by module meanwhile."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class Lanes(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _lane(nodeid)
+
+    return Lanes(config, log)
 
 
 def pytest_collection_modifyitems(config, items):
-    """scripts/test.sh runs the suite on two pytest-xdist workers (`-n 2 --dist loadgroup
-    --no-loadscope-reorder`): a worker takes a whole group at a time. The tests on containers
-    (marked docker, the swarm ones included) are one group, run in order by one worker and
-    scheduled first, since they are the longest lane (one image build, one Docker engine, one
-    swarm); every other module is a group of its own (its module-scoped clusters start once),
-    which the other worker works through meanwhile. Without xdist the marks do nothing."""
-    for item in items:
-        group = CONTAINERS if item.get_closest_marker("docker") else item.nodeid.split("::")[0]
-        item.add_marker(pytest.mark.xdist_group(group))
-    items.sort(key=lambda item: 0 if item.get_closest_marker("docker") else 1)
+    """The tests on containers first (in their order), so that a worker starts on them at
+    once; the rest keep their order."""
+    items.sort(key=lambda item: 0 if _lane(item.nodeid) == "containers" else 1)
