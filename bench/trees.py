@@ -59,12 +59,13 @@ def rooted_at(root: Path):
 
     if not hasattr(procs, "ROOT"):
         raise RuntimeError("nodes.launcher.procs.ROOT is gone: cannot start another tree's nodes")
-    old = procs.ROOT
-    procs.ROOT = root
+    old = procs.ROOT, procs.NEGATE_SWITCHES
+    # an older tree may not know --no-failover and its kin: off switches are left out there
+    procs.ROOT, procs.NEGATE_SWITCHES = root, root.resolve() == REPO.resolve()
     try:
         yield
     finally:
-        procs.ROOT = old
+        procs.ROOT, procs.NEGATE_SWITCHES = old
 
 
 def node_cwd(pid: int | None) -> str | None:

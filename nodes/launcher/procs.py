@@ -15,6 +15,9 @@ from pathlib import Path
 from typing import Any, Callable, IO
 
 ROOT = Path(__file__).resolve().parents[2]     # the repository: nodes run with it as cwd
+# False only while bench/trees.py starts an older tree's nodes, whose switches may have no
+# --no-X form: an off switch is then left out (off is every switch's default)
+NEGATE_SWITCHES = True
 
 
 def free_port() -> int:
@@ -69,7 +72,8 @@ def _flags(options: dict[str, Any]) -> list[str]:
             continue
         if isinstance(value, bool):      # a switch: --failover / --no-failover (explicit, so
             # that a REPLOG_* variable in the launcher's environment cannot turn it back on)
-            argv.append(("--" if value else "--no-") + key.replace("_", "-"))
+            if value or NEGATE_SWITCHES:
+                argv.append(("--" if value else "--no-") + key.replace("_", "-"))
             continue
         if isinstance(value, (list, tuple)):
             value = ",".join(value)

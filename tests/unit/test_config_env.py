@@ -133,3 +133,19 @@ def test_a_switch_reads_on_and_off_words_and_its_negation_wins(monkeypatch, caps
     assert fails_cleanly(capsys, make).endswith(
         f"error: argument {flag}/--no{flag[1:]} (from {env}): 'alwayz' is not on or off "
         "(1, true, yes, on; 0, false, no, off)")
+
+
+def test_the_launcher_negates_off_switches_except_for_an_older_tree(tmp_path):
+    """An off switch goes out as --no-X (so that a REPLOG_* variable cannot turn it on); while
+    bench/trees.py starts another tree's nodes, which may predate --no-X, it is left out."""
+    from bench.common import REPO
+    from bench.trees import rooted_at
+    from nodes.launcher import procs
+
+    opts = {"failover": False, "allow_faults": True, "http_port": 5000}
+    assert procs._flags(opts) == ["--no-failover", "--allow-faults", "--http-port", "5000"]
+    with rooted_at(tmp_path):
+        assert procs._flags(opts) == ["--allow-faults", "--http-port", "5000"]
+    with rooted_at(REPO):
+        assert procs._flags(opts)[0] == "--no-failover"
+    assert procs._flags(opts)[0] == "--no-failover" and procs.ROOT == REPO
