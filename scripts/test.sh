@@ -12,9 +12,9 @@ if ! docker info >/dev/null 2>&1; then
   echo "## The process-level suite still runs.                                     ##"
   echo "############################################################################"
 fi
-# Two workers (pytest-xdist): one runs the container tests (docker, swarm) in order, the other
-# everything else meanwhile, a module at a time (tests/conftest.py chooses the units); REPLOG_TEST_WORKERS=0 runs the
-# suite in one process, in the same order.
+# Two workers (pytest-xdist): one runs the container tests (docker, swarm) in order, the
+# other everything else meanwhile, a module at a time (tests/conftest.py chooses the units).
+# REPLOG_TEST_WORKERS=0 runs the suite in one process, in the same order.
 workers="${REPLOG_TEST_WORKERS:-2}"
 parallel=()
 if [ "$workers" != 0 ]; then

@@ -26,6 +26,7 @@ def _lane(nodeid: str) -> str:
     return "containers" if path.startswith(CONTAINERS) else path
 
 
+@pytest.hookimpl(optionalhook=True)     # (a hook of xdist's: unknown without it)
 def pytest_xdist_make_scheduler(config, log):
     """scripts/test.sh runs the suite on two pytest-xdist workers. xdist's own grouping
     (--dist loadgroup) does nothing under pytest 9 (it renames item._nodeid, which pytest 9 no
