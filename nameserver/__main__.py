@@ -95,22 +95,29 @@ def main(argv: list[str] | None = None) -> None:
     # both, explicitly: a shell starting us in the background may have ignored SIGINT
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    daemon, refused = None, False
     try:
-        daemon = NameServerDaemon(host=args.host, port=args.port, nathost=nat,
-                                  natport=0 if nat else None)
-    except (OSError, Pyro5.errors.CommunicationError) as e:
-        logger.error("cannot start: port {}:{} is not available ({}): another name server "
-                     "or program listens there; choose another with --port",
-                     args.host, args.port, getattr(e, "strerror", None) or e)
-        raise SystemExit(1) from None
-    logger.info("name server at {}", daemon.uriFor(daemon.nameserver))
-    try:
+        # one try around binding and serving: a signal may come the moment the port is bound
+        # (before `daemon` is even assigned), and it must still stop us the same way
+        try:
+            daemon = NameServerDaemon(host=args.host, port=args.port, nathost=nat,
+                                      natport=0 if nat else None)
+        except (OSError, Pyro5.errors.CommunicationError) as e:
+            logger.error("cannot start: port {}:{} is not available ({}): another name "
+                         "server or program listens there; choose another with --port",
+                         args.host, args.port, getattr(e, "strerror", None) or e)
+            refused = True
+            raise SystemExit(1) from None
+        logger.info("name server at {}", daemon.uriFor(daemon.nameserver))
         daemon.requestLoop()
     except (SystemExit, KeyboardInterrupt):
-        pass
+        if refused:
+            raise
     finally:
-        logger.info("stopping")
-        daemon.close()
+        if not refused:
+            logger.info("stopping")
+        if daemon is not None:
+            daemon.close()
 
 
 if __name__ == "__main__":
