@@ -46,3 +46,23 @@ def pytest_collection_modifyitems(config, items):
     """The tests on containers first (in their order), so that a worker starts on them at
     once; the rest keep their order."""
     items.sort(key=lambda item: 0 if _lane(item.nodeid) == "containers" else 1)
+
+
+# The start of the skip reason of every Docker and Swarm test on a machine whose Docker engine
+# does not answer (tests/docker/conftest.py, tests/swarm/conftest.py).
+NO_ENGINE = "no Docker engine answers"
+
+
+def pytest_terminal_summary(terminalreporter):
+    """A loud banner when the container tests were skipped for want of an engine. Read from
+    the skip reports, here: under pytest-xdist the skips happen in a worker, and only their
+    reports reach the process that prints the summary."""
+    reasons = {}
+    for r in terminalreporter.stats.get("skipped", []):
+        why = str(r.longrepr[2]) if isinstance(r.longrepr, tuple) else ""
+        if NO_ENGINE in why:
+            kind = "SWARM" if "marked swarm" in why else "DOCKER"
+            reasons.setdefault(kind, why.removeprefix("Skipped: "))
+    for kind, why in sorted(reasons.items()):
+        terminalreporter.section(f"{kind} TESTS SKIPPED", sep="!", red=True, bold=True)
+        terminalreporter.line(why, red=True, bold=True)

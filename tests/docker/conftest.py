@@ -18,6 +18,8 @@ from typing import Any, Callable
 import pytest
 import requests
 
+from tests.conftest import NO_ENGINE
+
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 # The tag the tests build and run; set REPLOG_TEST_IMAGE to keep apart from other checkouts
@@ -282,14 +284,7 @@ def post_at_once(c: Cluster, message: str, w: int, wait_for_port: bool = False,
 
 # --- fixtures -----------------------------------------------------------------------------------
 
-_skip_reason: list[str] = []
 _active: list[Cluster] = []
-
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if _skip_reason:
-        terminalreporter.section("DOCKER TESTS SKIPPED", sep="!", red=True, bold=True)
-        terminalreporter.line(_skip_reason[0], red=True, bold=True)
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -317,10 +312,7 @@ def docker_ready() -> list[str]:
     """Skip every Docker test, loudly, when no Docker engine answers; else the compose command."""
     err = docker_engine_error()
     if err:
-        msg = f"no Docker engine answers ({err}): every test marked docker was skipped"
-        if not _skip_reason:
-            _skip_reason.append(msg)
-        pytest.skip(msg)
+        pytest.skip(f"{NO_ENGINE} ({err}): every test marked docker was skipped")
     compose = compose_command()
     if compose is None:
         pytest.fail("a Docker engine answers but neither docker-compose nor `docker compose` "

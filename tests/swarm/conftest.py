@@ -31,6 +31,7 @@ from typing import Any
 import pytest
 import requests
 
+from tests.conftest import NO_ENGINE
 from tests.docker.conftest import (FAST_TIMING, HTTP_TIMEOUT, IMAGE, ROOT, NodesOverHttp,
                                    docker_engine_error, free_port, run, wait_until)
 
@@ -46,15 +47,6 @@ MAKE_TOKENS = ROOT / "deploy" / "swarm" / "make-tokens.sh"
 # The image the stack runs (REPLOG_TEST_IMAGE, default replog:latest), the HTTP timeout and
 # the short failure-detector thresholds are the Docker tests' (tests/docker/conftest.py).
 SECONDARY_HTTP = "5001/tcp"
-
-_skip_reason: list[str] = []
-
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if _skip_reason:
-        terminalreporter.section("SWARM TESTS SKIPPED", sep="!", red=True, bold=True)
-        terminalreporter.line(_skip_reason[0], red=True, bold=True)
-
 
 # --- the swarm ----------------------------------------------------------------------------------
 
@@ -73,10 +65,7 @@ def swarm() -> Any:
     removed) at the end of the session; an existing swarm is used as it is and left alone."""
     err = docker_engine_error()
     if err:
-        msg = f"no Docker engine answers ({err}): every test marked swarm was skipped"
-        if not _skip_reason:
-            _skip_reason.append(msg)
-        pytest.skip(msg)
+        pytest.skip(f"{NO_ENGINE} ({err}): every test marked swarm was skipped")
     state, manager = swarm_state()
     created = False
     had_gwbridge = bool(run(["docker", "network", "ls", "-q", "--filter",
