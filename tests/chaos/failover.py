@@ -204,7 +204,19 @@ def converged(c: Cluster) -> dict[str, list[str]] | None:
     return lists
 
 
-def run(seed: int, duration: float, workdir: Path, clients: int = 3) -> Run:
+def master_epochs(r: Run) -> set[int]:
+    """The epochs in which some node said it was master, as sampled so far."""
+    with r.lock:
+        return {e for _, _, e, role in r.claims if role == "master"}
+
+
+def run(seed: int, duration: float, workdir: Path, clients: int = 3,
+        min_masters: int = 3) -> Run:
+    """`duration` seconds of faults, and on (at most 2 x `duration` more) until masters of
+    `min_masters` epochs were seen: whether a seed's faults force elections in a given time
+    depends on its draws (a pause shorter than the election timeout, or a fault on a
+    secondary, forces none) and on how busy the machine is, and a run without elections
+    would check little."""
     workdir.mkdir(parents=True, exist_ok=True)
     r = Run(seed, duration)
     c = Cluster(workdir)
@@ -223,6 +235,9 @@ def run(seed: int, duration: float, workdir: Path, clients: int = 3) -> Run:
         nem = threading.Thread(target=nemesis, args=(c, r, fault_stop), daemon=True)
         nem.start()
         time.sleep(duration)
+        extra = time.monotonic() + 2 * duration
+        while len(master_epochs(r)) < min_masters and time.monotonic() < extra:
+            time.sleep(0.2)
         fault_stop.set()
         nem.join(15)
         stop.set()
@@ -293,7 +308,7 @@ def check(r: Run) -> list[str]:
 
 def summary(r: Run, problems: list[str]) -> str:
     ok = sum(1 for op in r.ops if op.status == 201)
-    epochs = sorted({e for _, _, e, role in r.claims if role == "master"})
+    epochs = sorted(master_epochs(r))
     lines = [f"seed {r.seed}: {len(r.ops)} writes, {ok} acknowledged, {len(r.faults)} faults "
              f"({', '.join(r.faults)}), masters in epochs {epochs}, final log "
              f"{len(next(iter(r.final.values()), []))}, cut {r.cut}",
@@ -304,7 +319,8 @@ def summary(r: Run, problems: list[str]) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seed", type=int, default=random.SystemRandom().randrange(10**6))
-    p.add_argument("--duration", type=float, default=30.0)
+    p.add_argument("--duration", type=float, default=30.0,
+                   help="seconds of faults, and on until 3 epochs had a master (at most 3x)")
     args = p.parse_args()
     r = run(args.seed, args.duration, Path(tempfile.mkdtemp(prefix="replog-chaos-fo-")))
     problems = check(r)
