@@ -14,6 +14,12 @@ thread) and calls ``append(message, w=w)``.
 
 Only requests that *start* after the warm-up and *finish* before the deadline count.
 The result is one JSON object on stdout.
+
+With ``--slice S --turn A`` (or ``B``) the window is cut into slices of S seconds, anchored
+at its start, that two generators share in ABBA order (A, B, B, A, A, B, ...): each sends
+only in its own slices and counts its requests by the slice they started in. Two of them,
+started with the same ``--start-at``, load two clusters in turn, finely interleaved, so that
+whatever the shared machine does meanwhile weighs on both alike (bench/security.py).
 """
 
 from __future__ import annotations
@@ -39,6 +45,23 @@ def percentile(sorted_values, q: float) -> float:
         return float("nan")
     k = max(0, min(n - 1, math.ceil(q / 100.0 * n - 1e-9) - 1))
     return sorted_values[k]
+
+
+ABBA = "ABBA"
+
+
+def turn_of(t_start: float, slice_s: float, now: float) -> tuple[int, str]:
+    """(index of the slice `now` falls in, whose turn it is: "A" or "B")."""
+    k = math.floor((now - t_start) / slice_s)
+    return k, ABBA[k % 4]
+
+
+def next_turn_at(t_start: float, slice_s: float, now: float, turn: str) -> float:
+    """When the next slice that is `turn`'s begins (after the one `now` falls in)."""
+    k = math.floor((now - t_start) / slice_s) + 1
+    while ABBA[k % 4] != turn:
+        k += 1
+    return t_start + k * slice_s
 
 
 def make_payload(size: int, tag: str = "") -> str:
@@ -164,6 +187,7 @@ class Stats:
         self.ok = 0
         self.errors = 0
         self.kinds: dict[str, int] = {}
+        self.slices: dict[int, int] = {}   # with --slice: slice index -> counted requests
         self.lock = threading.Lock()
 
     def error(self, kind: str) -> None:
@@ -191,6 +215,8 @@ def _http_client_thread(args, idx, t_start, t_end, stats: Stats, ready: threadin
                            tls=tls)
     lat = array("d")
     ok = 0
+    slices: dict[int, int] = {}
+    k = 0
     try:
         client.connect()
     except OSError as e:
@@ -203,6 +229,11 @@ def _http_client_thread(args, idx, t_start, t_end, stats: Stats, ready: threadin
         now = wall()
         if now >= t_end:
             break
+        if args.slice:
+            k, turn = turn_of(t_start, args.slice, now)
+            if turn != args.turn:
+                time.sleep(max(0.0, next_turn_at(t_start, args.slice, now, args.turn) - wall()))
+                continue
         counted = now >= t_start
         t0 = clock()
         try:
@@ -221,10 +252,13 @@ def _http_client_thread(args, idx, t_start, t_end, stats: Stats, ready: threadin
         if counted and wall() <= t_end:
             lat.append(t1 - t0)
             ok += 1
+            slices[k] = slices.get(k, 0) + 1
     client.close()
     with stats.lock:
         stats.lat.extend(lat)
         stats.ok += ok
+        for i, n in slices.items():
+            stats.slices[i] = stats.slices.get(i, 0) + n
 
 
 def _pyro_client_thread(args, idx, t_start, t_end, stats: Stats, ready: threading.Barrier):
@@ -309,6 +343,7 @@ def _worker(args, n_clients: int, first_idx: int, t_start: float, t_end: float, 
             "ok": stats.ok,
             "errors": stats.errors,
             "kinds": stats.kinds,
+            "slices": stats.slices,
             "cpu_s": ru.ru_utime + ru.ru_stime,
             "lat": stats.lat.tobytes(),
         }
@@ -335,6 +370,7 @@ def run(args) -> dict:
     lat = array("d")
     ok = errors = 0
     kinds: dict[str, int] = {}
+    slices: dict[int, int] = {}
     cpu = 0.0
     for proc, parent in workers:
         res = parent.recv()
@@ -344,11 +380,20 @@ def run(args) -> dict:
         cpu += res["cpu_s"]
         for k, v in res["kinds"].items():
             kinds[k] = kinds.get(k, 0) + v
+        for k, v in res["slices"].items():
+            slices[k] = slices.get(k, 0) + v
         chunk = array("d")
         chunk.frombytes(res["lat"])
         lat.extend(chunk)
     s = sorted(lat)
     ms = 1000.0
+    active = args.seconds / 2 if args.slice else args.seconds   # half the slices are ours
+    sliced = {}
+    if args.slice:
+        ours = [k for k in range(round(args.seconds / args.slice))
+                if ABBA[k % 4] == args.turn]
+        sliced = {"slice_s": args.slice, "turn": args.turn,
+                  "per_slice": {str(k): slices.get(k, 0) for k in ours}}
     return {
         "mode": args.mode,
         "w": args.w,
@@ -360,7 +405,8 @@ def run(args) -> dict:
         "requests": ok,
         "errors": errors,
         "error_kinds": kinds,
-        "appends_per_s": ok / args.seconds,
+        "appends_per_s": ok / active,
+        **sliced,
         "latency_ms": {
             "p50": percentile(s, 50) * ms if s else None,
             "p90": percentile(s, 90) * ms if s else None,
@@ -392,9 +438,19 @@ def parse_args(argv=None):
     p.add_argument("--size", type=int, default=100, help="message size in bytes")
     p.add_argument("--start-at", type=float, default=None,
                    help="wall-clock (time.time()) start of the measured window; default: now + startup + warmup")
+    p.add_argument("--slice", type=float, default=0.0,
+                   help="share the window with another generator in slices of this many "
+                        "seconds, ABBA order (0: send all the time)")
+    p.add_argument("--turn", choices=["A", "B"], default="A", help="this generator's slices")
     args = p.parse_args(argv)
     if args.mode == "pyro" and not args.pyro_uri:
         p.error("--pyro-uri is required in pyro mode")
+    if args.slice:
+        if args.mode != "http":
+            p.error("--slice works in http mode")
+        n = args.seconds / args.slice
+        if abs(n - round(n)) > 1e-9 or round(n) % 4:
+            p.error("--seconds must be a multiple of 4 --slice (whole ABBA groups)")
     return args
 
 

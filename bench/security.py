@@ -5,9 +5,10 @@ cost, and whether hostile clients hurt a well-behaved one.
 1. token check: microseconds per Guard.authorize (SHA-256 of the presented token, compared
    in constant time with every entry of a file of TOKEN_FILE_SIZE tokens), in this process;
 2. secure vs plain: HTTP w=3 appends/s on a cluster serving HTTPS and checking tokens against
-   one serving plain HTTP without tokens, both up for the whole comparison, loaded one at a
-   time in --security-pairs pairs (4; one with --quick) in ABBA order (plain, secure,
-   secure, plain, ...), compared as the ratio of the sums (target >= 0.85);
+   one serving plain HTTP without tokens, both up for the whole comparison, loaded in turn
+   by two load generators that share the time in slices of --security-slice seconds (2; 1
+   with --quick) in ABBA order (plain, secure, secure, plain, ...), --security-pairs pairs
+   of slices (16; 2 with --quick), compared as the ratio of the sums (target >= 0.85);
 3. slow clients: a well-behaved client (a quarter of --clients keep-alive connections,
    w=3) on a plain cluster, without and then with a hostile process holding 1,000 idle
    connections and 1,000 request bodies trickled a byte at a time (--security-idle,
@@ -20,6 +21,7 @@ import json
 import os
 import selectors
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -31,6 +33,7 @@ TARGET_SECURE_VS_PLAIN = 0.85
 TARGET_P99_RATIO = 2.0
 TOKEN_FILE_SIZE = 20
 SECONDARIES = ("s1", "s2")
+LOADGEN_STARTUP_S = 3.0    # for both load generators to start, fork and connect
 
 
 def add_args(parser) -> None:
@@ -40,8 +43,11 @@ def add_args(parser) -> None:
     g.add_argument("--security-trickle", type=int, default=1000,
                    help="request bodies the hostile client trickles, one byte per connection "
                         "per second (security part)")
-    g.add_argument("--security-pairs", type=int, default=4,
-                   help="plain/secure pairs of --seconds each, in ABBA order (security part; "
+    g.add_argument("--security-pairs", type=int, default=16,
+                   help="plain/secure pairs of slices, in ABBA order; even (security part; "
+                        "quick 2)")
+    g.add_argument("--security-slice", type=float, default=2.0,
+                   help="seconds of one slice of the plain/secure comparison (security part; "
                         "quick 1)")
 
 
@@ -67,26 +73,43 @@ def token_check(workdir: Path, n: int = 200_000) -> dict:
 
 # -- load through the load generator (HTTPS and a token when given) --------------------------
 
-def _loadgen(args, url: str, w: int, clients: int, ca: Path | None = None,
-             token: str | None = None) -> dict:
+def _start_loadgen(args, url: str, w: int, clients: int, ca: Path | None = None,
+                   token: str | None = None, seconds: float | None = None,
+                   extra: tuple = ()) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "bench.loadgen", "--mode", "http", "--url", url,
            "--w", str(w), "--clients", str(clients), "--procs", str(min(args.procs, clients)),
-           "--seconds", str(args.seconds), "--warmup", str(args.warmup),
-           "--size", str(args.size)]
+           "--seconds", str(seconds or args.seconds), "--warmup", str(args.warmup),
+           "--size", str(args.size), *map(str, extra)]
     if ca:
         cmd += ["--ca", str(ca)]
     env = dict(os.environ)
     if token:
         env["REPLOG_BENCH_TOKEN"] = token     # not on the command line (ps shows that)
-    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env,
-                         timeout=args.seconds + args.warmup + 120)
-    if out.returncode != 0:
-        raise RuntimeError(f"load generator failed ({out.returncode}): {out.stderr[-2000:]}")
-    res = json.loads(out.stdout.strip().splitlines()[-1])
-    return {"appends_per_s": round(res["appends_per_s"], 1), "errors": res["errors"],
-            "error_kinds": res["error_kinds"],
-            "latency_ms": {k: (round(v, 3) if v is not None else None)
-                           for k, v in res["latency_ms"].items()}}
+    return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+
+
+def _result(proc: subprocess.Popen, timeout: float) -> dict:
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise RuntimeError(f"load generator still running after {timeout:g} s") from None
+    if proc.returncode != 0:
+        raise RuntimeError(f"load generator failed ({proc.returncode}): {stderr[-2000:]}")
+    res = json.loads(stdout.strip().splitlines()[-1])
+    out = {"appends_per_s": round(res["appends_per_s"], 1), "errors": res["errors"],
+           "error_kinds": res["error_kinds"],
+           "latency_ms": {k: (round(v, 3) if v is not None else None)
+                          for k, v in res["latency_ms"].items()}}
+    if "per_slice" in res:
+        out["per_slice"] = res["per_slice"]
+    return out
+
+
+def _loadgen(args, url: str, w: int, clients: int) -> dict:
+    return _result(_start_loadgen(args, url, w, clients), args.seconds + args.warmup + 120)
 
 
 class _Cluster:
@@ -117,36 +140,51 @@ class _Cluster:
 
 
 def secure_vs_plain(args, workdir: Path, master_flags: dict, secondary_flags: dict) -> dict:
-    """Both clusters run side by side for the whole comparison (the idle one costs only its
-    heartbeats, and it is idle in both kinds of slice), and the load goes to one at a time in
-    pairs whose order alternates: plain, secure, secure, plain, plain, secure, ... (ABBA), so
-    a drift of the shared machine over the run weighs on both kinds alike. Compared as the
-    ratio of the sums; the ratio of each pair is reported beside it."""
-    pairs = 1 if args.quick else args.security_pairs
-    runs: dict[str, list] = {"plain": [], "secure": []}
-    pair_ratios = []
-    clusters = {}
+    """Both clusters run side by side for the whole comparison, and two load generators,
+    one per cluster, take turns in slices of --security-slice seconds in ABBA order (plain,
+    secure, secure, plain, plain, secure, ...; bench/loadgen.py --slice): only one cluster is
+    loaded at a time, and whatever the shared machine does meanwhile (another tenant, a
+    stolen core) weighs on both alike, since they alternate every slice or two. Compared as
+    the ratio of the sums (equal time each); each pair of neighbouring slices' ratio is
+    reported beside it."""
+    pairs = 2 if args.quick else args.security_pairs + args.security_pairs % 2   # whole ABBAs
+    slice_s = 1.0 if args.quick else args.security_slice
+    seconds = 2 * pairs * slice_s
+    clusters, procs = {}, {}
     try:
         for kind in ("plain", "secure"):
             clusters[kind] = _Cluster(workdir / f"sec-{kind}", master_flags, secondary_flags,
                                       kind == "secure")
-        for p in range(pairs):
-            order = ("plain", "secure") if p % 2 == 0 else ("secure", "plain")
-            for kind in order:
-                log(f"security: HTTP w=3 on the {kind} cluster (pair {p + 1}/{pairs})")
-                c = clusters[kind]
-                runs[kind].append(_loadgen(args, c.master.url, 3, args.clients, c.ca, c.token))
-            plain, secure = runs["plain"][-1]["appends_per_s"], runs["secure"][-1]["appends_per_s"]
-            pair_ratios.append(round(secure / plain, 3) if plain else None)
+        log(f"security: HTTP w=3 on the plain and the secure cluster in turn, {pairs} pairs "
+            f"of {slice_s:g} s slices")
+        start_at = time.time() + LOADGEN_STARTUP_S + args.warmup
+        for kind, turn in (("plain", "A"), ("secure", "B")):
+            c = clusters[kind]
+            procs[kind] = _start_loadgen(
+                args, c.master.url, 3, args.clients, c.ca, c.token, seconds,
+                ("--slice", slice_s, "--turn", turn, "--start-at", start_at))
+        runs = {kind: _result(p, seconds + args.warmup + LOADGEN_STARTUP_S + 120)
+                for kind, p in procs.items()}
     finally:
+        for p in procs.values():
+            if p.poll() is None:
+                p.kill()
         for c in clusters.values():
             c.close()
-    sums = {k: sum(x["appends_per_s"] for x in v) for k, v in runs.items()}
-    known = sorted(r for r in pair_ratios if r is not None)
-    return {"pairs": pairs, "runs": runs, "pair_ratios": pair_ratios,
-            "median_pair_ratio": known[len(known) // 2] if known else None,
-            "appends_per_s": {k: round(v / pairs, 1) for k, v in sums.items()},
-            "ratio": round(sums["secure"] / sums["plain"], 3) if sums["plain"] else None}
+    count = {kind: {int(k): n for k, n in r.pop("per_slice").items()} for kind, r in runs.items()}
+    pair_ratios = []
+    for j in range(pairs):
+        plain = sum(count["plain"].get(k, 0) for k in (2 * j, 2 * j + 1))
+        secure = sum(count["secure"].get(k, 0) for k in (2 * j, 2 * j + 1))
+        pair_ratios.append(round(secure / plain, 3) if plain else None)
+    known = [r for r in pair_ratios if r is not None]
+    total = {kind: sum(c.values()) for kind, c in count.items()}
+    return {"pairs": pairs, "slice_s": slice_s, "runs": {k: [r] for k, r in runs.items()},
+            "per_slice": {kind: [c.get(k, 0) for k in sorted(c)] for kind, c in count.items()},
+            "pair_ratios": pair_ratios,
+            "median_pair_ratio": round(statistics.median(known), 3) if known else None,
+            "appends_per_s": {k: r["appends_per_s"] for k, r in runs.items()},
+            "ratio": round(total["secure"] / total["plain"], 3) if total["plain"] else None}
 
 
 # -- 3. hostile clients ----------------------------------------------------------------------
@@ -297,8 +335,10 @@ def render(d: dict) -> str:
             lat = r["latency_ms"]
             lines.append(f"{kind + ' w=3':<22}{r['appends_per_s']:>12,.0f}{lat['p50']:>9.2f}"
                          f"{lat['p99']:>9.2f}{r['errors']:>8}")
-    lines.append(f"HTTPS + tokens / plain appends/s: {load['ratio']} (ratio of the sums; "
-                 f"each pair: {load.get('pair_ratios')})")
+    lines.append(f"HTTPS + tokens / plain appends/s: {load['ratio']} (ratio of the sums over "
+                 f"{load['pairs']} pairs of {load['slice_s']:g} s slices, ABBA; median pair "
+                 f"{load['median_pair_ratio']})")
+    lines.append(f"  each pair: {' '.join(str(r) for r in load['pair_ratios'])}")
     for kind in ("alone", "hostile"):
         label = (f"{slow['clients']} clients alone" if kind == "alone" else
                  f"+{slow['idle']} idle +{slow['trickle']} slow")

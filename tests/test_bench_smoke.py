@@ -145,6 +145,20 @@ def test_sched_counters_read_this_process():
     assert sched_counters(2 ** 22 + 12345) is None     # no such process
 
 
+def test_loadgen_slices_take_turns_in_abba_order():
+    """bench/loadgen.py --slice: whose turn each slice is, and when a generator's next one
+    begins (anchored at the window's start; the warm-up's slices go on in the same order)."""
+    from bench.loadgen import next_turn_at, turn_of
+
+    t0, s = 100.0, 2.0
+    assert [turn_of(t0, s, t0 + s * k + 0.5)[1] for k in range(8)] == list("ABBAABBA")
+    assert turn_of(t0, s, t0 - 0.5) == (-1, "A") and turn_of(t0, s, t0 - 2.5) == (-2, "B")
+    assert next_turn_at(t0, s, t0 + 0.5, "B") == t0 + 2.0     # in A's slice 0: B's is 1
+    assert next_turn_at(t0, s, t0 + 0.5, "A") == t0 + 6.0     # and A's next is 3
+    assert next_turn_at(t0, s, t0 + 6.5, "A") == t0 + 8.0     # 3 then 4: A, A
+    assert next_turn_at(t0, s, t0 - 0.5, "B") == t0 + 2.0     # warm-up: -1 is A's
+
+
 def test_loadgen_percentile():
     from bench.loadgen import make_payload, percentile
 
@@ -357,8 +371,8 @@ def test_nameserver_part_end_to_end(tmp_path):
 
 
 def test_security_part_render_without_a_cluster():
-    """bench/security.py: its text from a made-up section (pairs in ABBA order, each pair's
-    ratio beside the ratio of the sums), and its --security-pairs flag."""
+    """bench/security.py: its text from a made-up section (pairs of slices in ABBA order, each
+    pair's ratio beside the ratio of the sums), and its flags."""
     import argparse
 
     from bench import parts, security
@@ -366,15 +380,16 @@ def test_security_part_render_without_a_cluster():
     assert "security" in parts.ALL_PARTS and "security" not in parts.DEFAULT_PARTS
     p = argparse.ArgumentParser()
     security.add_args(p)
-    assert p.parse_args([]).security_pairs == 4
+    assert p.parse_args([]).security_pairs == 16 and p.parse_args([]).security_slice == 2.0
     lat = {"p50": 1.0, "p90": 2.0, "p99": 3.0, "max": 9.0, "mean": 1.2}
     run = lambda rate: {"appends_per_s": rate, "errors": 0, "error_kinds": {},  # noqa: E731
                         "latency_ms": dict(lat)}
     section = {
         "token_check": {"tokens_in_file": 20, "token_us": 3.5, "no_tokens_us": 0.2},
-        "load": {"pairs": 2, "runs": {"plain": [run(1000.0), run(1100.0)],
-                                      "secure": [run(900.0), run(950.0)]},
-                 "pair_ratios": [0.9, 0.864], "median_pair_ratio": 0.9,
+        "load": {"pairs": 2, "slice_s": 2.0, "runs": {"plain": [run(1050.0)],
+                                                      "secure": [run(925.0)]},
+                 "per_slice": {"plain": [2000, 2200], "secure": [1800, 1900]},
+                 "pair_ratios": [0.9, 0.864], "median_pair_ratio": 0.882,
                  "appends_per_s": {"plain": 1050.0, "secure": 925.0}, "ratio": 0.881},
         "slow": {"clients": 4, "idle": 1000, "trickle": 1000, "rounds": 1,
                  "alone": [run(500.0)], "hostile": [run(480.0)],
@@ -384,6 +399,33 @@ def test_security_part_render_without_a_cluster():
                      "value": 0.881, "op": ">=", "limit": 0.85, "met": True}],
     }
     text = security.render(section)
-    assert "HTTPS + tokens / plain appends/s: 0.881" in text and "[0.9, 0.864]" in text
-    assert text.count("plain w=3") == 2 and text.count("secure w=3") == 2
+    assert ("HTTPS + tokens / plain appends/s: 0.881 (ratio of the sums over 2 pairs of 2 s "
+            "slices, ABBA; median pair 0.882)") in text
+    assert "each pair: 0.9 0.864" in text
+    assert text.count("plain w=3") == 1 and text.count("secure w=3") == 1
     assert "[   met] HTTP w=3 appends/s" in text
+
+
+def test_security_part_end_to_end(tmp_path):
+    """python -m bench --only security, as small as it goes: both clusters loaded in turn by
+    two load generators in 1 s slices (2 pairs, ABBA), and 20 + 20 hostile connections."""
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--only", "security", "--quick", "--seconds", "1",
+         "--security-idle", "20", "--security-trickle", "20", "--no-chart", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    sec = json.loads(out.read_text())["security"]
+    load = sec["load"]
+    assert load["pairs"] == 2 and load["slice_s"] == 1.0
+    # each generator counted requests only in its own slices: A's are 0 and 3, B's 1 and 2
+    assert len(load["per_slice"]["plain"]) == 2 and len(load["per_slice"]["secure"]) == 2
+    assert all(n > 0 for kind in ("plain", "secure") for n in load["per_slice"][kind])
+    for kind in ("plain", "secure"):
+        r = load["runs"][kind][0]
+        assert r["errors"] == 0, r
+        assert r["appends_per_s"] == pytest.approx(sum(load["per_slice"][kind]) / 2, abs=0.1)
+    assert len(load["pair_ratios"]) == 2 and load["ratio"] > 0
+    assert sec["token_check"]["token_us"] > 0
+    assert sec["slow"]["alone"] and sec["slow"]["hostile"] and sec["slow"]["p99_ratio"]
+    assert "HTTPS + tokens / plain appends/s" in proc.stdout
