@@ -37,10 +37,19 @@ def fatal(message: str, *args: Any) -> NoReturn:
     raise SystemExit(1)
 
 
+class _StopBeforeServing(SystemExit):
+    """SIGTERM/SIGINT before the node serves: exit status 0, logged by run_node."""
+
+    def __init__(self, signame: str) -> None:
+        super().__init__(0)
+        self.signame = signame
+
+
 def _stop_before_serving(signum: int, frame: Any) -> None:
-    # explicit, because a shell starting us in the background may have ignored SIGINT
-    logger.info("stopping before serving ({})", signal.Signals(signum).name)
-    raise SystemExit(0)
+    # explicit, because a shell starting us in the background may have ignored SIGINT.
+    # Nothing logged here: the signal may land while this thread is inside a loguru call,
+    # whose handler lock then refuses (RuntimeError, "deadlock avoided") a second entry.
+    raise _StopBeforeServing(signal.Signals(signum).name)
 
 
 def answers(uri: str, timeout: float = PING_TIMEOUT) -> bool:
@@ -58,13 +67,24 @@ def answers(uri: str, timeout: float = PING_TIMEOUT) -> bool:
 def run_node(args: Any, obj: Any, pyro_name: str, app: Any, on_stop: Any = None,
              on_bound: Callable[[], None] | None = None,
              on_registered: Callable[[Any, str], None] | None = None) -> None:
+    """_serve (below), which a SIGTERM or SIGINT before serving ends with exit status 0."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _stop_before_serving)
+    try:
+        _serve(args, obj, pyro_name, app, on_stop, on_bound, on_registered)
+    except _StopBeforeServing as e:
+        logger.info("stopping before serving ({})", e.signame)
+        raise SystemExit(0) from None
+
+
+def _serve(args: Any, obj: Any, pyro_name: str, app: Any, on_stop: Any,
+           on_bound: Callable[[], None] | None,
+           on_registered: Callable[[Any, str], None] | None) -> None:
     """Serve `obj` over Pyro5 (registered as pyro_name) and `app` over HTTP until
     SIGTERM/SIGINT, then unregister and stop. Blocks. Expects a gevent-patched process.
     `on_bound` (the master's start-up) runs once the ports are bound and the name is free,
     before the node registers and answers HTTP (args.bound_http_port then says the HTTP
     port); `on_registered(daemon, uri)` once registered (failover: its role's names)."""
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, _stop_before_serving)
     app, context, timeouts = client_plane(args, app)
     try:
         server = create_http_server(app, args.host, args.http_port, args.max_connections,
