@@ -291,11 +291,13 @@ class FailoverStack(Stack):
         except (requests.RequestException, ValueError):
             return None
 
-    def master(self, among: tuple[str, ...] = VOTERS) -> dict | None:
-        """{"node", "epoch", "views"} when exactly one of `among` says it is master and
-        writable and every one of them that answers names it, in the same epoch."""
+    def master(self, among: tuple[str, ...] = VOTERS, writable: bool = True) -> dict | None:
+        """{"node", "epoch", "views"} when exactly one of `among` says it is master (and
+        writable, unless writable=False: a master just elected is read-only until it knows
+        a majority is with it) and every one of them answers and names it, in one epoch."""
         views = {n: self.failover(n) for n in among}
-        masters = [v for v in views.values() if v and v["role"] == "master" and v["writable"]]
+        masters = [v for v in views.values()
+                   if v and v["role"] == "master" and (v["writable"] or not writable)]
         if len(masters) != 1:
             return None
         (m,) = masters
