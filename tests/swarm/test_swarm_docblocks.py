@@ -197,7 +197,7 @@ def test_deploy_failover_block(failover_session):
             # the loop ended: all three name one master, which is all it waits for (the next
             # line's write, retried on a 503, finds the master writable; checked there)
             before = s.master(writable=False)
-            assert before, [s.failover(n) for n in VOTER_PORT_VARS]
+            assert before, str([s.failover(n) for n in VOTER_PORT_VARS])   # (str: in full)
         elif line.startswith("for port") and before is not None:
             rows = out.strip().splitlines()
             assert len(rows) == 3, out
@@ -220,7 +220,7 @@ def test_deploy_failover_block(failover_session):
             assert after["node"] != before["node"] and after["epoch"] > before["epoch"]
         elif line.startswith("until masters"):
             now = s.master()
-            assert now, [s.failover(n) for n in VOTER_PORT_VARS]
+            assert now, str([s.failover(n) for n in VOTER_PORT_VARS])
             # still `after`, in its epoch: the restarted node only asked for pre-votes
             assert (now["node"], now["epoch"]) == (after["node"], after["epoch"]), now
             assert now["views"][before["node"]]["role"] == "secondary", now
